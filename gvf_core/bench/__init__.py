@@ -1,0 +1,1 @@
+"""Benchmarks behind ``gvf bench ...``; each returns a flat dict of figures."""
