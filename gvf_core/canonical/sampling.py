@@ -51,8 +51,8 @@ def sample_surface(mesh: MeshData, n: int, seed: int = 0, method: SamplingMethod
 
 
 def surface_points(vertices: np.ndarray, faces: np.ndarray, face_idx: np.ndarray, bary: np.ndarray) -> np.ndarray:
-    """[V, 3], [F, 3], [M], [M, 3] -> [M, 3] points."""
-    return np.einsum("mk,mkc->mc", bary, vertices[faces[face_idx]])
+    """[..., V, 3], [F, 3], [M], [M, 3] -> [..., M, 3] points (any leading frame axes)."""
+    return np.einsum("mk,...mkc->...mc", bary, vertices[..., faces[face_idx], :])
 
 
 def _sample_area(mesh: MeshData, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -78,12 +78,14 @@ def rasterize(
     backend: str = "auto",
     near_plane: float = 0.01,
     far_plane: float = 1e10,
-    tile_size: int = 16,
+    tile_size: int | None = None,
 ) -> RenderOutput:
     """Render ``gaussians`` ([..., N]) into every camera of ``cameras`` (C views).
 
     ``background``: None (black), a scalar, an RGB triple, or one RGB per image
     ([prod(batch) * C, 3]). Gradients flow to every Gaussian parameter.
+    ``tile_size`` (torch backend): pixels per tile side; None picks 8 or 16 from the
+    Gaussians' screen size.
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")

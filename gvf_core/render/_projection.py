@@ -13,7 +13,6 @@ The screen-space support radius is opacity-aware: beyond
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -140,13 +139,13 @@ def composite(alpha: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
     [..., K, F] (colour, depth, ...). Returns (accumulated features [..., P, F],
     transmittance [..., P]). A Gaussian contributes only while the transmittance
     after it stays above ``T_MIN``, exactly as the CUDA rasterizer stops; since that
-    set is a prefix of the sorted list, one cumulative sum serves both the weights
-    and the stop test.
+    set is a prefix of the sorted list, one cumulative product serves both the weights
+    and the stop test (1 − α ≥ 0.001, so the division below is safe).
     """
-    log_one_minus = torch.log1p(-alpha)  # [..., P, K]
-    log_T_incl = torch.cumsum(log_one_minus, dim=-1)
-    included = (log_T_incl > math.log(T_MIN)).detach()
-    weights = torch.where(included, alpha * torch.exp(log_T_incl - log_one_minus), torch.zeros_like(alpha))
+    one_minus = 1.0 - alpha  # [..., P, K]
+    T_incl = torch.cumprod(one_minus, dim=-1)
+    included = (T_incl > T_MIN).detach()
+    weights = torch.where(included, alpha * (T_incl / one_minus), torch.zeros_like(alpha))
     accumulated = weights @ features  # [..., P, F]
-    transmittance = torch.exp(torch.where(included, log_one_minus, torch.zeros_like(alpha)).sum(dim=-1))
+    transmittance = torch.where(included, one_minus, torch.ones_like(alpha)).prod(dim=-1)
     return accumulated, transmittance

@@ -56,6 +56,13 @@ def bin_gaussians(proj: Projected, width: int, height: int, tile_size: int):
     return keys[order], gid[order], tiles_x, tiles_y
 
 
+def auto_tile_size(radii: Tensor) -> int:
+    visible = radii[radii > 0]
+    if visible.numel() == 0:
+        return 16
+    return 8 if float(visible.float().median()) <= 6.0 else 16
+
+
 def tile_alpha(
     means2d: Tensor,  # [n, K, 2] relative to the tile origin
     conics: Tensor,  # [n, K, 3]
@@ -87,11 +94,18 @@ def rasterize_tiles(
     background: Tensor,  # [I, 3]
     width: int,
     height: int,
-    tile_size: int = 16,
+    tile_size: int | None = None,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns rgb [I, H, W, 3], alpha [I, H, W, 1], expected depth [I, H, W, 1]."""
+    """Returns rgb [I, H, W, 3], alpha [I, H, W, 1], expected depth [I, H, W, 1].
+
+    ``tile_size=None`` picks 8 when the visible Gaussians are small (median support
+    radius ≤ 6 px: a 16² tile would evaluate mostly pixels outside them, measured 2×
+    slower at 128² with 4096–8192 object Gaussians) and 16 otherwise.
+    """
     I, N = proj.radii.shape
+    if tile_size is None:
+        tile_size = auto_tile_size(proj.radii)
     dtype, device = proj.means2d.dtype, proj.means2d.device
     keys, gid, tiles_x, tiles_y = bin_gaussians(proj, width, height, tile_size)
     n_tiles = I * tiles_x * tiles_y
@@ -112,11 +126,15 @@ def rasterize_tiles(
             py = (offs // tile_size).to(dtype) + 0.5
             feats = torch.stack([torch.ones_like(px), px, py, px * px, px * py, py * py], dim=-1)  # [P, 6]
 
-        means2d = proj.means2d.reshape(I * N, 2)
-        conics = proj.conics.reshape(I * N, 3)
-        opac = proj.opacities.reshape(I * N)
-        colors = proj.colors.reshape(I * N, 3)
-        depths = proj.depths.reshape(I * N)
+        # one packed table, gathered with index_select: its backward (index_add) sums in a
+        # fixed order, unlike advanced indexing, so gradients are bitwise reproducible
+        table = torch.cat(
+            [
+                proj.means2d.reshape(I * N, 2), proj.conics.reshape(I * N, 3), proj.opacities.reshape(I * N, 1),
+                proj.colors.reshape(I * N, 3), proj.depths.reshape(I * N, 1),
+            ],
+            dim=-1,
+        )  # [I*N, 10]
 
         pos = 0
         rgb_parts, T_parts, depth_parts, tile_parts = [], [], [], []
@@ -132,8 +150,9 @@ def rasterize_tiles(
                 g = gid[slots]  # [n, K]
                 tile_in_image = tile_ids[sel] % (tiles_x * tiles_y)
                 origin = torch.stack([tile_in_image % tiles_x, tile_in_image // tiles_x], -1).to(dtype) * tile_size
-            alpha = tile_alpha(means2d[g] - origin[:, None, :], conics[g], opac[g], slot_valid, feats)  # [n, P, K]
-            acc, T = composite(alpha, torch.cat([colors[g], depths[g][..., None]], dim=-1))
+            rows = table.index_select(0, g.reshape(-1)).reshape(*g.shape, 10)  # [n, K, 10]
+            alpha = tile_alpha(rows[..., 0:2] - origin[:, None, :], rows[..., 2:5], rows[..., 5], slot_valid, feats)  # [n, P, K]
+            acc, T = composite(alpha, rows[..., 6:10])  # colour and depth
             rgb_parts.append(acc[..., :3])
             T_parts.append(T)
             depth_parts.append(acc[..., 3])
