@@ -4,6 +4,9 @@
     gvf canonical MESH --out DIR         the same for any .obj/.ply/.stl/.glb/.gltf
     gvf data make --out DIR --count N --seed S [--from-assets DIR]   training shards (+ the fixed val set)
     gvf data show DIR --index I          preview of sample I: driving video beside novel views
+    gvf data encode --data DIR --model PATH   each sample's VAE latent, for DiT training
+    gvf train vae --preset tiny --data DIR --out DIR    train the VAE (torchrun for DDP)
+    gvf eval vae [--model PATH] [--data DIR] [--json]   VAE reconstruction on the validation set
     gvf bench render [--json]            renderer speed (torch backend vs dense reference, gsplat on CUDA)
     gvf bench data [--json]              data-engine samples per minute, by stage
 
@@ -71,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mesh", help="mesh file (.obj, .ply, .stl, .glb, .gltf)")
     _add_canonical_options(p)
 
-    data = sub.add_parser("data", help="the 4D data engine").add_subparsers(dest="data", required=True)
+    data = sub.add_parser("data", help="the 4D data engine").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("make", help="generate training shards (resumable, parallel)")
     p.add_argument("--out", required=True, help="data set folder (created; re-running resumes)")
     p.add_argument("--count", type=int, default=2000, help="samples of the chosen split (default 2000; val/test: all of their fixed seeds)")
@@ -91,6 +94,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "val", "test"), default="train")
     p.add_argument("--out", default=None, help="output .gif or .mp4 (default: DIR/preview/<split>_<index>.gif)")
 
+    p = data.add_parser("encode", help="write each sample's VAE latent (mean, std) for DiT training")
+    p.add_argument("--data", required=True, help="data set folder")
+    p.add_argument("--model", default=None, help="VAE file or folder (default: the shipped tiny VAE)")
+    p.add_argument("--splits", default="train,val", help="comma-separated splits (default train,val)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+    train = sub.add_parser("train", help="train a model").add_subparsers(dest="train", required=True)
+    p = train.add_parser("vae", help="train the Gaussian Variation Field VAE (single process or torchrun/DDP)")
+    p.add_argument("--preset", default="tiny", help="model preset: tiny or paper (default tiny)")
+    p.add_argument("--data", required=True, help="data set folder (from gvf data make)")
+    p.add_argument("--out", required=True, help="output folder: vae.safetensors, training state, loss_log.jsonl")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=4, help="samples per step per process")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--frames", type=int, default=8, help="random frames per sample per step")
+    p.add_argument("--gaussians", type=int, default=1024, help="random Gaussians decoded per sample per step")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this much wall time; re-run to resume")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--no-resume", action="store_true", help="start from scratch even if --out has a checkpoint")
+
+    ev = sub.add_parser("eval", help="evaluations that print figures").add_subparsers(dest="eval", required=True)
+    p = ev.add_parser("vae", help="VAE reconstruction on the fixed validation set, beside the static baseline")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--model", default=None, help="VAE file or folder (default: the shipped tiny VAE)")
+    p.add_argument("--data", default="data/gvf", help="data set folder; its val split is made there first if missing (default data/gvf)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N validation samples")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
     bench = sub.add_parser("bench", help="benchmarks that print figures").add_subparsers(dest="bench", required=True)
     p = bench.add_parser("render", help="renderer speed: torch backend vs dense reference (and gsplat on CUDA)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -105,6 +137,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel-samples", type=int, default=32, help="samples for the parallel throughput figure")
     p.add_argument("--workers", type=int, default=None, help="processes for the parallel figure (default: one per core)")
     return parser
+
+
+SHIPPED = Path(__file__).resolve().parent / "weights"
+
+
+def _shipped(kind: str) -> Path:
+    """The shipped default model file of ``kind`` (e.g. "vae")."""
+    return SHIPPED / f"{kind}_tiny" / f"{kind}.safetensors"
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but CUDA is not available; use --device cpu or auto")
+    return name
+
+
+def _ensure_split(data_dir, split: str) -> None:
+    """Make ``split`` (a fixed seed set) in ``data_dir`` when it is not there yet."""
+    from gvf_core.data.make import make_dataset
+    from gvf_core.data.sample import SampleConfig
+    from gvf_core.data.shards import Manifest
+
+    path = Path(data_dir)
+    if (path / "manifest.json").exists() and Manifest.load(path).shards_of(split):
+        return
+    print(f"{data_dir} has no {split} split yet: making it (deterministic seeds, about a minute)", file=sys.stderr)
+    make_dataset(path, split=split, config=SampleConfig(), progress=_progress_bar(f"{split} samples"))
+
+
+def _train_vae(args) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from gvf_core.training.vae import VAETrainConfig, train_vae
+
+    device = _device(args.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    train = VAETrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, frames_per_sample=args.frames,
+                           gaussians_per_sample=args.gaussians, seed=args.seed)
+    try:
+        path = train_vae(args.data, args.out, preset=args.preset, train=train, device=device,
+                         resume=not args.no_resume, max_minutes=args.max_minutes)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    print(f"wrote {path}")
 
 
 def _data_make(args) -> None:
@@ -139,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                 video_format=args.format, up=args.up, backend=args.backend, progress=_progress_bar("turntable"),
             )
             print(f"wrote {report['outputs']['ply']} ({report['num_gaussians']} Gaussians) and {report['outputs']['turntable']}")
-        elif args.command == "data" and args.data == "make":
+        elif args.command == "data" and args.data_command == "make":
             _data_make(args)
-        elif args.command == "data" and args.data == "show":
+        elif args.command == "data" and args.data_command == "show":
             from gvf_core.data.dataset import GVFMapDataset
             from gvf_core.data.preview import write_preview
 
@@ -156,6 +240,26 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out) if args.out else Path(args.dir) / "preview" / f"{args.split}_{args.index}.gif"
             paths = write_preview(arrays, meta, out)
             print("wrote " + " and ".join(str(p) for p in paths))
+        elif args.command == "data" and args.data_command == "encode":
+            from gvf_core.data.encode import encode_dataset
+            from gvf_core.models.vae import load_vae
+
+            device = _device(args.device)
+            paths = encode_dataset(load_vae(args.model or _shipped("vae"), device), args.data,
+                                   splits=tuple(args.splits.split(",")), device=device, progress=_progress_bar("encode"))
+            print(f"wrote {len(paths)} latent files in {Path(args.data) / 'latents'}")
+        elif args.command == "train" and args.train == "vae":
+            _train_vae(args)
+        elif args.command == "eval" and args.eval == "vae":
+            from gvf_core.eval.vae import evaluate_vae
+            from gvf_core.models.vae import load_vae
+
+            device = _device(args.device)
+            model = load_vae(args.model or _shipped("vae"), device)
+            _ensure_split(args.data, "val")
+            figures = evaluate_vae(model, args.data, "val", limit=args.limit, device=device,
+                                   progress=_progress_bar("eval vae", enabled=not args.json))
+            _print_figures(figures, args.json)
         elif args.command == "bench" and args.bench == "data":
             from gvf_core.bench.data import run
 
@@ -166,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             figures = run(args.gaussians, args.size, args.repeats, reference=not args.no_reference,
                           reference_repeats=args.reference_repeats)
             _print_figures(figures, args.json)
+        else:
+            raise RuntimeError(f"command not handled: {argv}")  # a parser/dispatch mismatch is a bug
         return 0
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"gvf: error: {exc}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Evaluations behind ``gvf eval ...`` (each returns a flat dict of figures)."""

@@ -1,0 +1,1 @@
+"""Models: the Gaussian Variation Field VAE (and, later, the diffusion transformer)."""
