@@ -62,6 +62,11 @@ class VAEConfig:
     """Add a learnable locality prior (−γ d²/s²) to the encoder, latent and decoder attention
     logits, d between anchor/point/Gaussian rest positions. Not in the paper: measured to
     speed up learning of the local structure (docs/models.md)."""
+    anchor_skip: bool = True
+    """Also decode one displacement per latent token and spread it to every Gaussian with
+    the mesh-guided weights of its K nearest anchors (added to the decoded Δxyz). Not in
+    the paper: it gives the decoder the interpolation the encoder already uses, so the
+    smooth part of the motion is learnt in a few hundred steps (docs/models.md)."""
     w_mesh_guided: float = 1.0
     """L1 between decoded Δxyz at the anchors and their interpolated displacement."""
     w_position: float = 1.0
@@ -186,6 +191,7 @@ class GVFVAE(nn.Module):
         self.gaussian_cross = CrossAttentionBlock(c.width, c.heads)
         self.out_norm = nn.LayerNorm(c.width)
         self.out = nn.Linear(c.width, DELTA_CHANNELS)
+        self.anchor_head = nn.Linear(c.width, 3) if c.anchor_skip else None
         # normalisation statistics (set from data before training; saved with the weights)
         self.register_buffer("displacement_scale", torch.ones(()))
         self.register_buffer("delta_scale", torch.ones(DELTA_CHANNELS))
@@ -198,8 +204,10 @@ class GVFVAE(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-        nn.init.zeros_(self.out.weight)  # untrained decoder = identity
-        nn.init.zeros_(self.out.bias)
+        for head in (self.out, self.anchor_head):  # untrained decoder = identity
+            if head is not None:
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
 
     # ------------------------------------------------------------------ encoder
     def encode(
@@ -239,6 +247,9 @@ class GVFVAE(nn.Module):
         latent_bias = None if self.latent_bias is None else self.latent_bias(anchors, anchors, spacing, repeats=T)
         for block in self.decoder:
             h = block(h, latent_bias)
+        anchor_disp = None
+        if self.anchor_head is not None:
+            anchor_disp = self.anchor_head(h).reshape(B, T, L, 3)  # one displacement per latent token
         feats = (gaussian_features(canonical) - self.gaussian_mean) / self.gaussian_std
         tokens = self.gaussian_in(torch.cat([feats, self.pos_embed(canonical.means)], dim=-1))  # [B, N, W]
         out = []
@@ -250,7 +261,12 @@ class GVFVAE(nn.Module):
             if self.decoder_bias is not None:
                 bias = self.decoder_bias(canonical.means[:, start : start + n], anchors, spacing, repeats=T)
             x = self.gaussian_cross(x, h, bias)
-            out.append(self.out(self.out_norm(x)).reshape(B, T, n, DELTA_CHANNELS))
+            delta = self.out(self.out_norm(x)).reshape(B, T, n, DELTA_CHANNELS)
+            if anchor_disp is not None:
+                idx, w = mesh_guided_interpolation(canonical.means[:, start : start + n], anchors, self.config.knn, self.config.interp_beta)
+                skip = interpolate(anchor_disp, idx, w)  # [B, T, n, 3]
+                delta = torch.cat([delta[..., :3] + skip, delta[..., 3:]], dim=-1)
+            out.append(delta)
         return torch.cat(out, dim=2) * self.delta_scale
 
     def forward(self, rest_points, displacements, anchors, neighbours, canonical, noise: Tensor | None = None, sample: bool = True):
