@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 import trimesh
 
 from gvf_core.cli import main

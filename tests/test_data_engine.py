@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from gvf_core.canonical import surface_points
 from gvf_core.cli import main

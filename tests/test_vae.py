@@ -1,10 +1,8 @@
 """The Gaussian Variation Field VAE: shapes, identity at init, interpolation, checkpoints, DDP."""
 
 import math
-import os
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp

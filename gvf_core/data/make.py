@@ -9,10 +9,8 @@ intact. Workers are separate processes (spawned, one torch thread each).
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing as mp
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

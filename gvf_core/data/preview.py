@@ -8,22 +8,9 @@ import numpy as np
 import torch
 
 from gvf_core.cameras import Cameras
-from gvf_core.canonical import BoundGaussians
+from gvf_core.data.sample import bound_from_sample
 from gvf_core.render import rasterize
 from gvf_core.video import write_video
-
-
-def bound_from_sample(arrays: dict) -> BoundGaussians:
-    """The canonical Gaussians of a stored sample (model frame, bound to its first-frame mesh)."""
-    t = {k: torch.as_tensor(np.asarray(v)) for k, v in arrays.items()}
-    return BoundGaussians.from_dict(
-        {
-            "face_idx": t["gs_face_idx"], "bary": t["gs_bary"], "offset": t["gs_offset"],
-            "local_angle": t["gs_local_angle"], "local_log_scales": t["gs_local_log_scales"],
-            "opacity_logits": t["gs_opacity_logits"], "sh0": t["gs_sh0"],
-            "faces": t["faces"], "rest_vertices": t["rest_vertices"],
-        }
-    )
 
 
 def gaussian_states(arrays: dict) -> "torch.Tensor":

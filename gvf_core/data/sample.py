@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from gvf_core.cameras import Cameras
-from gvf_core.canonical import mesh_to_gaussians, sample_surface, surface_points
+from gvf_core.canonical import Binding, BoundGaussians, mesh_to_gaussians, sample_surface, surface_points
 from gvf_core.mesh import MeshData
 from gvf_core.normalize import Normalization
 from gvf_core.render import rasterize
@@ -219,3 +219,24 @@ def build_sample(
         **{k: v for k, v in animation.info.items()},
     }
     return arrays, meta
+
+
+def bound_from_sample(arrays: dict) -> BoundGaussians:
+    """The canonical Gaussians of a stored sample (model frame, bound to its first-frame mesh).
+
+    Accepts numpy arrays or torch tensors.
+    """
+
+    def t(key):
+        v = arrays[key]
+        return v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
+
+    return BoundGaussians(
+        binding=Binding(t("gs_face_idx").long(), t("gs_bary").float(), t("gs_offset").float()),
+        local_angle=t("gs_local_angle").float(),
+        local_log_scales=t("gs_local_log_scales").float(),
+        opacity_logits=t("gs_opacity_logits").float(),
+        sh0=t("gs_sh0").float(),
+        faces=t("faces").long(),
+        rest_vertices=t("rest_vertices").float(),
+    )

@@ -22,7 +22,8 @@ from gvf_core.canonical import VertexSolver
 from gvf_core.cameras import Cameras
 from gvf_core.metrics import psnr
 from gvf_core.models.vae import GVFVAE, apply_deltas
-from gvf_core.models.vae_inputs import bound_gaussians, prepare_sample, stack
+from gvf_core.data.sample import bound_from_sample
+from gvf_core.models.vae_inputs import prepare_sample, stack
 from gvf_core.render import rasterize
 
 
@@ -41,7 +42,7 @@ def evaluate_sample(model: GVFVAE, sample: dict, device="cpu") -> dict:
     gauss_err = (pred.means - truth.means).norm(dim=-1).mean().item() / diag
     gauss_static = (truth.means - batch.canonical.means[0]).norm(dim=-1).mean().item() / diag
 
-    bound = bound_gaussians(sample)
+    bound = bound_from_sample(sample)
     solver = VertexSolver.from_bound(bound)
     pred_delta = (pred.means - batch.canonical.means[0]).cpu().numpy().astype(np.float64)
     true_delta = (truth.means - batch.canonical.means[0]).cpu().numpy().astype(np.float64)

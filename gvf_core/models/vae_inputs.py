@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gvf_core.canonical import BoundGaussians, Binding
+from gvf_core.data.sample import bound_from_sample
 from gvf_core.gaussians import Gaussians
 from gvf_core.geometry import farthest_point_sampling
 from gvf_core.models.vae import mesh_guided_interpolation, state_deltas
@@ -43,18 +43,6 @@ class VAEBatch:
 
 def _t(x) -> Tensor:
     return x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
-
-
-def bound_gaussians(sample: dict) -> BoundGaussians:
-    return BoundGaussians(
-        binding=Binding(_t(sample["gs_face_idx"]).long(), _t(sample["gs_bary"]).float(), _t(sample["gs_offset"]).float()),
-        local_angle=_t(sample["gs_local_angle"]).float(),
-        local_log_scales=_t(sample["gs_local_log_scales"]).float(),
-        opacity_logits=_t(sample["gs_opacity_logits"]).float(),
-        sh0=_t(sample["gs_sh0"]).float(),
-        faces=_t(sample["faces"]).long(),
-        rest_vertices=_t(sample["rest_vertices"]).float(),
-    )
 
 
 def anchor_indices(means: Tensor, num: int) -> Tensor:
@@ -90,7 +78,7 @@ def prepare_sample(
     rest_points = points[0]
     displacements = points[frame_idx] - rest_points  # [T', P, 3]
 
-    bound = bound_gaussians(sample)
+    bound = bound_from_sample(sample)
     canonical = bound.canonical  # [N]
     states = bound.gaussians_at(verts[frame_idx])  # [T', N]
     anchors_idx = anchor_indices(canonical.means, num_latents)
