@@ -182,13 +182,15 @@ def _train_vae(args) -> None:
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
     train = VAETrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, frames_per_sample=args.frames,
                            gaussians_per_sample=args.gaussians, seed=args.seed)
+    rank = dist.get_rank() if dist.is_initialized() else 0
     try:
         path = train_vae(args.data, args.out, preset=args.preset, train=train, device=device,
                          resume=not args.no_resume, max_minutes=args.max_minutes)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    print(f"wrote {path}")
+    if rank == 0:
+        print(f"wrote {path}")
 
 
 def _data_make(args) -> None:
