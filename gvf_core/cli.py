@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=128, help="driving-video size in pixels (default 128)")
     p.add_argument("--gaussians", type=int, default=4096, help="canonical Gaussians per sample (default 4096)")
     p.add_argument("--points", type=int, default=8192, help="VAE point samples per frame (default 8192)")
+    p.add_argument("--renderer", choices=("splat", "workbench", "cycles"), default="splat",
+                   help="driving-video renderer (default splat; workbench/cycles use Blender's bpy module)")
     p = data.add_parser("show", help="write a preview of one sample")
     p.add_argument("dir", help="data set folder")
     p.add_argument("--index", type=int, default=0, help="sample index within the split (default 0)")
@@ -197,7 +199,7 @@ def _data_make(args) -> None:
     from gvf_core.data.make import load_asset_pool, make_dataset
     from gvf_core.data.sample import SampleConfig
 
-    config = SampleConfig(frames=args.frames, image_size=args.image_size, num_gaussians=args.gaussians, num_points=args.points)
+    config = SampleConfig(frames=args.frames, image_size=args.image_size, num_gaussians=args.gaussians, num_points=args.points, renderer=args.renderer)
     assets = None
     if args.from_assets:
         assets = load_asset_pool(args.from_assets, fps=config.fps, progress=_progress_bar("importing assets"))

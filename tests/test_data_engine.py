@@ -120,3 +120,23 @@ def test_cli_make_show_and_bench(tmp_path, capsys):
     figures = json.loads(capsys.readouterr().out)
     assert figures["parallel_samples_per_min"] > 0
     assert "stage_render_video_s" in figures
+
+
+def test_blender_rendered_driving_video():
+    from gvf_core.data.imported import bpy_available
+
+    if not bpy_available():
+        pytest.skip("needs Blender's bpy module (pip install -e '.[blender]')")
+    from dataclasses import replace
+
+    splat, meta = make_sample(3, SMALL)
+    blender, meta_b = make_sample(3, replace(SMALL, renderer="workbench"))
+    assert meta_b["camera"] == meta["camera"]
+    assert blender["video"].shape == splat["video"].shape
+    # the same object seen from the same camera: the silhouettes agree
+    if meta["background"] == "transparent":
+        a, b = splat["video"][..., 3] > 128, blender["video"][..., 3] > 128
+    else:
+        a, b = splat["video"][..., :3].min(-1) < 240, blender["video"][..., :3].min(-1) < 240
+    iou = (a & b).sum() / max(1, (a | b).sum())
+    assert iou > 0.7, iou

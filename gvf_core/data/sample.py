@@ -60,6 +60,10 @@ class SampleConfig:
     """Upper bound on procedural mesh vertices."""
     asset_prob: float = 0.5
     """With imported or user assets available, probability a sample uses one."""
+    renderer: str = "splat"
+    """Driving-video renderer: "splat" (the Gaussians, torch backend), or Blender's
+    "workbench" / "cycles" on the mesh (needs bpy; ~2–4 s more per sample), so the model
+    also sees the look of real renders. Extra views are always splatted."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,6 +133,39 @@ def _rgba(rgb: torch.Tensor, alpha: torch.Tensor, white: bool) -> np.ndarray:
     return (out * 255 + 0.5).to(torch.uint8).numpy()
 
 
+def _vertex_colors(mesh: MeshData) -> np.ndarray:
+    """[V, 3] colour at every vertex, from whatever colour source the mesh has."""
+    from gvf_core.mesh import sample_colors
+
+    V = len(mesh.vertices)
+    face_of = np.zeros(V, dtype=np.int64)
+    corner_of = np.zeros(V, dtype=np.int64)
+    for corner in range(3):  # any face touching the vertex will do
+        face_of[mesh.faces[:, corner]] = np.arange(len(mesh.faces))
+        corner_of[mesh.faces[:, corner]] = corner
+    bary = np.eye(3)[corner_of]
+    return sample_colors(mesh, face_of, bary)
+
+
+def _blender_video(model_vertices: np.ndarray, mesh0: MeshData, cam: Cameras, engine: str, white: bool) -> np.ndarray:
+    """Driving video rendered by Blender (Workbench or Cycles) from the mesh, as uint8 RGBA."""
+    from gvf_core.data.imported import render_blender
+
+    if engine not in ("workbench", "cycles"):
+        raise ValueError(f"SampleConfig.renderer must be 'splat', 'workbench' or 'cycles', got {engine!r}")
+    K = cam.K[0].double().numpy()
+    size = int(round(2 * K[0, 2]))
+    camera = {"width": size, "height": size, "fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2],
+              "world_to_camera": cam.world_to_camera[0].double().numpy()}
+    rgba = render_blender(model_vertices, mesh0.faces, camera, colors=_vertex_colors(mesh0), engine=engine)
+    if not white:
+        return rgba
+    rgb = rgba[..., :3].astype(np.float32) / 255
+    a = rgba[..., 3:].astype(np.float32) / 255
+    out = np.concatenate([rgb * a + (1 - a), np.ones_like(a)], axis=-1)
+    return (out * 255 + 0.5).astype(np.uint8)
+
+
 def build_sample(
     animation: Animation, seed: int, config: SampleConfig, timings: dict | None = None
 ) -> tuple[dict[str, np.ndarray], dict]:
@@ -173,8 +210,11 @@ def build_sample(
     size = config.image_size
     with torch.no_grad():
         states = bound.gaussians_at(torch.as_tensor(model, dtype=torch.float32))  # [T, N]
-        video = rasterize(states, cam, size, size, background=0.0, backend="torch")
-        video_rgba = _rgba(video.rgb[:, 0], video.alpha[:, 0], white)  # [T, H, W, 4]
+        if config.renderer == "splat":
+            video = rasterize(states, cam, size, size, background=0.0, backend="torch")
+            video_rgba = _rgba(video.rgb[:, 0], video.alpha[:, 0], white)  # [T, H, W, 4]
+        else:
+            video_rgba = _blender_video(model, mesh0, cam, config.renderer, white)
         clock("render_video")
         if extra_cams is not None:
             views = rasterize(states[torch.as_tensor(extra_frames)], extra_cams, size, size, background=0.0, backend="torch")
