@@ -3,6 +3,7 @@
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -167,3 +168,11 @@ def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path, samples
         single.train_step(samples)
     for k, v in single.model.state_dict().items():
         torch.testing.assert_close(ddp_state[k], v, atol=1e-5, rtol=1e-4, msg=k)
+
+
+def test_render_loss_path_gives_gradients(samples):
+    config = replace(MICRO, w_render=1.0)
+    trainer = VAETrainer(config, VAETrainConfig(batch_size=2, warmup_steps=1, frames_per_sample=2, gaussians_per_sample=64, render_size=24), "cpu")
+    trainer.set_statistics(samples)
+    losses = trainer.train_step(samples[:2])
+    assert losses["render"] >= 0 and np.isfinite(losses["total"])
