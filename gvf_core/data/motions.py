@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from gvf_core.data.jsonable import to_jsonable
 from gvf_core.data.shapes import ProceduralAsset
 from gvf_core.data.skeleton import axis_angle_to_matrix, linear_blend_skinning
 
@@ -689,7 +690,7 @@ def _run(draw: Callable, name: str, asset: ProceduralAsset, rng: np.random.Gener
         q = motion_quality(rest, asset.mesh.faces, X, times)
         params = {"fallback_for": name, **params}
     if info is not None:
-        info.update(family=name, params=_jsonable(params), tries=attempt, quality=q)
+        info.update(family=name, params=to_jsonable(params), tries=attempt, quality=q)
     return X
 
 
@@ -813,17 +814,3 @@ def random_motion(asset: ProceduralAsset, rng: np.random.Generator, times, famil
     return X, info
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (np.floating, float)):
-        return float(x)
-    if isinstance(x, (np.integer, int)):
-        return int(x)
-    return x

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gvf_core.data.jsonable import to_jsonable
 from gvf_core.data.skeleton import Skeleton
 from gvf_core.mesh import MeshData
 
@@ -900,7 +901,7 @@ def _build(design: _Design, coloring: dict, yaw: float, max_vertices: int) -> Pr
         "yaw": yaw,
         "edge_length": h,
         "coloring": coloring["info"],
-        "params": _jsonable(design.params),
+        "params": to_jsonable(design.params, 6),
     }
     if skel is not None:
         info["num_joints"] = skel.num_joints
@@ -1035,15 +1036,3 @@ def _connected_components(num_vertices: int, faces: np.ndarray) -> np.ndarray:
     return connected_components(A, directed=False)[1].astype(np.int64)
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (np.floating, float)):
-        return round(float(x), 6)
-    if isinstance(x, (np.integer, int)) and not isinstance(x, bool):
-        return int(x)
-    return x
