@@ -70,7 +70,7 @@ class VAETrainConfig:
 
 
 # ------------------------------------------------------------------------- losses
-def render_loss(pred, target, canonical_means: Tensor, size: int, ssim_weight: float, generator: torch.Generator) -> Tensor:
+def render_loss(pred, target, size: int, ssim_weight: float, generator: torch.Generator) -> Tensor:
     """L1 + w·(1 − SSIM) between renders of predicted and exact Gaussians from a random view."""
     az = float(torch.rand((), generator=generator) * 360.0)
     cams = Cameras.orbit([az], elevation_deg=20.0, distance=2.6, fov_deg=40.0, width=size, height=size)
@@ -112,7 +112,7 @@ def vae_losses(model: torch.nn.Module, batch: VAEBatch, config: VAEConfig, noise
     if config.w_render > 0:
         gen = generator or torch.Generator().manual_seed(0)
         b, t = int(torch.randint(batch.deltas.shape[0], (), generator=gen)), int(torch.randint(batch.deltas.shape[1], (), generator=gen))
-        losses["render"] = render_loss(pred[b][t], truth[b][t].detach(), batch.canonical.means[b], render_size, config.ssim_weight, gen)
+        losses["render"] = render_loss(pred[b][t], truth[b][t].detach(), render_size, config.ssim_weight, gen)
         total = total + config.w_render * losses["render"]
     losses["total"] = total
     return losses
