@@ -78,9 +78,7 @@ def evaluate_vae(model: GVFVAE, data_dir, split: str = "val", limit: int | None 
     start = time.perf_counter()
     rows = []
     for i in range(n):
-        s = ds[i]
-        sample = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in s.items()}
-        rows.append(evaluate_sample(model, sample, device))
+        rows.append(evaluate_sample(model, ds[i], device))
         if progress is not None:
             progress(i + 1, n)
     figures = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}

@@ -237,7 +237,7 @@ def _batches(root, split: str, batch_size: int, seed: int):
         ds.set_epoch(epoch)
         batch = []
         for sample in ds:
-            batch.append({k: (v.numpy() if isinstance(v, Tensor) else v) for k, v in sample.items()})
+            batch.append(sample)
             if len(batch) == batch_size:
                 yield batch
                 batch = []
@@ -269,10 +269,7 @@ def train_vae(data_dir, out_dir, preset: str = "tiny", train: VAETrainConfig = V
 
         ds = GVFMapDataset(data_dir, split="train")
         count = min(train.stats_samples, len(ds))
-        samples = []
-        for i in range(count):
-            s = ds[i]
-            samples.append({k: (v.numpy() if isinstance(v, Tensor) else v) for k, v in s.items()})
+        samples = [ds[i] for i in range(count)]
         stats = trainer.set_statistics(samples)
         if rank == 0:
             out_dir.mkdir(parents=True, exist_ok=True)
