@@ -1,12 +1,16 @@
 """The ``gvf`` command line.
 
-    gvf demo [--out DIR]                 canonical Gaussians of the bundled sample: PLY + turntable
+    gvf demo [--out DIR]                 animate the bundled sample asset from the bundled sample video
     gvf canonical MESH --out DIR         the same for any .obj/.ply/.stl/.glb/.gltf
     gvf data make --out DIR --count N --seed S [--from-assets DIR]   training shards (+ the fixed val set)
     gvf data show DIR --index I          preview of sample I: driving video beside novel views
     gvf data encode --data DIR --model PATH   each sample's VAE latent, for DiT training
     gvf train vae --preset tiny --data DIR --out DIR    train the VAE (torchrun for DDP)
+    gvf train dit --preset tiny --data DIR --out DIR    train the diffusion transformer on encoded latents
+    gvf animate MESH VIDEO --out DIR     animate a mesh from a driving video (vertices, PC2, PLYs, preview)
     gvf eval vae [--model PATH] [--data DIR] [--json]   VAE reconstruction on the validation set
+    gvf eval animate [--model DIR] [--data DIR] [--json]   generated motion on the validation set
+    gvf bench animate [--json]           pipeline stage timings
     gvf bench render [--json]            renderer speed (torch backend vs dense reference, gsplat on CUDA)
     gvf bench data [--json]              data-engine samples per minute, by stage
 
@@ -41,6 +45,29 @@ def _progress_bar(desc: str, enabled: bool = True):
     return update
 
 
+def _stage_bar(desc: str):
+    """progress(stage, done, total) for multi-stage jobs: one bar, re-labelled per stage."""
+    from tqdm import tqdm
+
+    state = {"bar": None, "stage": None}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if state["stage"] != stage:
+            if state["bar"] is not None:
+                state["bar"].close()
+            state["bar"] = tqdm(total=total, desc=f"{desc}: {stage}", file=sys.stderr, leave=False)
+            state["stage"] = stage
+        state["bar"].n = done
+        state["bar"].refresh()
+
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
+
+    update.close = close
+    return update
+
+
 def _print_figures(figures: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(figures))
@@ -67,8 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="canonical Gaussians of the bundled sample asset: PLY + turntable")
-    _add_canonical_options(p)
+    p = sub.add_parser("demo", help="animate the bundled sample asset from the bundled sample video with the shipped model")
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--steps", type=int, default=16, help="sampler steps (default 16)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
     p = sub.add_parser("canonical", help="mesh -> canonical Gaussians: PLY + turntable")
     p.add_argument("mesh", help="mesh file (.obj, .ply, .stl, .glb, .gltf)")
@@ -117,12 +147,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if --out has a checkpoint")
 
+    p = train.add_parser("dit", help="train the GVF diffusion transformer on `gvf data encode` latents (single process or torchrun/DDP)")
+    p.add_argument("--preset", default="tiny", help="model preset: tiny or paper (default tiny)")
+    p.add_argument("--data", required=True, help="data set folder, encoded with `gvf data encode`")
+    p.add_argument("--out", required=True, help="output folder: dit.safetensors, training state, loss_log.jsonl")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=4, help="clips per step per process")
+    p.add_argument("--frames", default="16,24", help="comma-separated clip lengths drawn per step (each >= 16; default 16,24)")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--no-geometry-forcing", action="store_true", help="train without the Geometry-Forcing head and loss")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this much wall time; re-run to resume")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--no-resume", action="store_true", help="start from scratch even if --out has a checkpoint")
+
+    p = sub.add_parser("animate", help="animate a mesh from a driving video")
+    p.add_argument("mesh", help=".obj, .ply, .glb, .gltf or .stl (.obj/.ply keep their vertex order in every output)")
+    p.add_argument("video", help=".mp4, .gif, .webm, or a folder of PNG frames (RGBA, or RGB on a plain background)")
+    p.add_argument("--out", required=True, help="output folder (vertices.npy, animation.pc2, gaussians/, preview.mp4, report.json)")
+    p.add_argument("--camera", default=None, help="camera JSON (width, height, fx, fy, cx, cy, world_to_camera; OpenCV); default: the front camera of docs/pipeline.md")
+    p.add_argument("--frames", type=int, default=None, help="use the first N video frames (default: all)")
+    p.add_argument("--steps", type=int, default=16, help="sampler steps (default 16)")
+    p.add_argument("--method", choices=("heun", "euler"), default="heun", help="sampler (default heun)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strength", type=float, default=1.0, help="scales the motion magnitude read from the video (default 1)")
+    p.add_argument("--guidance", type=float, default=2.0, help="video guidance scale (default 2)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--model", default=None, help="model folder with vae.safetensors and dit.safetensors (default: shipped tiny)")
+    p.add_argument("--no-preview", action="store_true", help="skip preview.mp4")
+
     ev = sub.add_parser("eval", help="evaluations that print figures").add_subparsers(dest="eval", required=True)
     p = ev.add_parser("vae", help="VAE reconstruction on the fixed validation set, beside the static baseline")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--model", default=None, help="VAE file or folder (default: the shipped tiny VAE)")
     p.add_argument("--data", default="data/gvf", help="data set folder; its val split is made there first if missing (default data/gvf)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N validation samples")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+    p = ev.add_parser("animate", help="generated motion on the fixed validation set, beside the static baseline and the VAE ceiling")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--model", default=None, help="model folder (default: the shipped tiny model)")
+    p.add_argument("--data", default="data/gvf", help="data set folder; its val split is made there first if missing (default data/gvf)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N validation samples")
+    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--method", choices=("heun", "euler"), default="heun")
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--sweep-steps", action="store_true", help="instead: latent error against step count for euler and heun")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
     bench = sub.add_parser("bench", help="benchmarks that print figures").add_subparsers(dest="bench", required=True)
@@ -138,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=6, help="samples for the per-stage breakdown (one process)")
     p.add_argument("--parallel-samples", type=int, default=32, help="samples for the parallel throughput figure")
     p.add_argument("--workers", type=int, default=None, help="processes for the parallel figure (default: one per core)")
+    p = bench.add_parser("animate", help="pipeline stage timings (24 frames, shipped tiny model; paper preset too on CUDA)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return parser
 
 
@@ -146,7 +221,7 @@ SHIPPED = Path(__file__).resolve().parent / "weights"
 
 def _shipped(kind: str) -> Path:
     """The shipped default model file of ``kind`` (e.g. "vae")."""
-    return SHIPPED / f"{kind}_tiny" / f"{kind}.safetensors"
+    return SHIPPED / "tiny" / f"{kind}.safetensors"
 
 
 def _device(name: str) -> str:
@@ -195,6 +270,47 @@ def _train_vae(args) -> None:
         print(f"wrote {path}")
 
 
+def _train_dit(args) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from gvf_core.training.dit import DiTTrainConfig, train_dit
+
+    device = _device(args.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    frames = tuple(int(f) for f in args.frames.split(","))
+    if min(frames) < 16:
+        raise ValueError(f"--frames: clips of at least 16 frames, got {args.frames}")
+    train = DiTTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, frames=frames, seed=args.seed)
+    overrides = {"geometry_forcing": False} if args.no_geometry_forcing else None
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    try:
+        path = train_dit(args.data, args.out, preset=args.preset, train=train, device=device, resume=not args.no_resume,
+                         max_minutes=args.max_minutes, overrides=overrides)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if rank == 0:
+        print(f"wrote {path}")
+
+
+def _animate(args) -> None:
+    from gvf_core.pipeline import animate
+    from gvf_core.pipeline.outputs import write_outputs
+
+    bar = _stage_bar("animate")
+    try:
+        anim = animate(args.mesh, args.video, camera=args.camera, frames=args.frames, steps=args.steps, seed=args.seed,
+                       strength=args.strength, device=args.device, progress=bar, model=args.model, method=args.method,
+                       guidance_video=args.guidance)
+        out = write_outputs(anim, args.out, preview=not args.no_preview, progress=bar)
+    finally:
+        bar.close()
+    print(f"wrote {anim.num_frames} frames × {anim.vertices.shape[1]} vertices to {out}")
+
+
 def _data_make(args) -> None:
     from gvf_core.data.make import load_asset_pool, make_dataset
     from gvf_core.data.sample import SampleConfig
@@ -218,12 +334,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command in ("demo", "canonical"):
-            from gvf_core.demo import SAMPLE_ASSET, canonical_turntable
+        if args.command == "demo":
+            from gvf_core.demo import SAMPLE_ASSET, SAMPLE_VIDEO
 
-            mesh = SAMPLE_ASSET if args.command == "demo" else args.mesh
+            args.mesh, args.video, args.camera, args.frames, args.strength = SAMPLE_ASSET, SAMPLE_VIDEO, None, None, 1.0
+            args.method, args.guidance, args.model, args.no_preview = "heun", 2.0, None, False
+            _animate(args)
+        elif args.command == "canonical":
+            from gvf_core.demo import canonical_turntable
+
             report = canonical_turntable(
-                mesh, args.out, num_gaussians=args.gaussians, seed=args.seed, frames=args.frames, size=args.size,
+                args.mesh, args.out, num_gaussians=args.gaussians, seed=args.seed, frames=args.frames, size=args.size,
                 video_format=args.format, up=args.up, backend=args.backend, progress=_progress_bar("turntable"),
             )
             print(f"wrote {report['outputs']['ply']} ({report['num_gaussians']} Gaussians) and {report['outputs']['turntable']}")
@@ -254,6 +375,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {len(paths)} latent files in {Path(args.data) / 'latents'}")
         elif args.command == "train" and args.train == "vae":
             _train_vae(args)
+        elif args.command == "train" and args.train == "dit":
+            _train_dit(args)
+        elif args.command == "animate":
+            _animate(args)
+        elif args.command == "eval" and args.eval == "animate":
+            from gvf_core.eval.animate import evaluate_animate
+
+            _ensure_split(args.data, "val")
+            figures = evaluate_animate(args.data, model=args.model, limit=args.limit, steps=args.steps, method=args.method,
+                                       guidance=args.guidance, sweep=args.sweep_steps, device=_device(args.device),
+                                       progress=_progress_bar("eval animate", enabled=not args.json))
+            _print_figures(figures, args.json)
+        elif args.command == "bench" and args.bench == "animate":
+            from gvf_core.bench.animate import run
+
+            _print_figures(run(frames=args.frames, steps=args.steps, device=_device(args.device)), args.json)
         elif args.command == "eval" and args.eval == "vae":
             from gvf_core.eval.vae import evaluate_vae
             from gvf_core.models.vae import load_vae

@@ -1,7 +1,6 @@
-"""The main job until the pipeline exists: mesh → canonical Gaussians → PLY + turntable.
+"""The bundled sample, and ``gvf canonical``: mesh → canonical Gaussians → PLY + turntable.
 
-``gvf canonical MESH --out DIR`` (and ``gvf demo``, the same on the bundled sample)
-writes ``canonical.ply`` (the Gaussians in the input file's own axes and units, so
+``gvf canonical MESH --out DIR`` writes ``canonical.ply`` (the Gaussians in the input file's own axes and units, so
 they line up with the asset in any 3DGS viewer) and ``turntable.gif`` (rendered in
 the model frame), plus ``report.json`` with settings and timings.
 """
@@ -24,6 +23,9 @@ from gvf_core.render import rasterize
 from gvf_core.video import write_video
 
 SAMPLE_ASSET = Path(__file__).resolve().parent / "assets" / "greenman" / "greenman.glb"
+SAMPLE_VIDEO = SAMPLE_ASSET.parent / "walk.mp4"
+"""The bundled driving video: the sample asset walking, seen from the default camera
+(made by scripts/make_sample_video.py)."""
 
 
 def render_turntable(gaussians, frames: int = 36, size: int = 256, elevation_deg: float = 15.0,

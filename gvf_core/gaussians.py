@@ -192,6 +192,11 @@ class Gaussians:
         return Gaussians(**{f.name: torch.stack([getattr(g, f.name) for g in items], dim) for f in fields(Gaussians)})
 
     @staticmethod
+    def cat_batch(items: list["Gaussians"]) -> "Gaussians":
+        """Concatenate along the first batch axis (e.g. frames [T1, N] + [T2, N] → [T1 + T2, N])."""
+        return Gaussians(**{f.name: torch.cat([getattr(g, f.name) for g in items], 0) for f in fields(Gaussians)})
+
+    @staticmethod
     def cat(items: list["Gaussians"]) -> "Gaussians":
         """Concatenate along the N axis."""
         out = {}

@@ -1,8 +1,11 @@
 """``gvf data encode``: each sample's VAE latent (posterior mean and std) for DiT training.
 
 For every shard ``{split}-….safetensors`` of a data set, ``latents/<same name>`` holds,
-per sample i: ``{i:04d}/mean`` and ``{i:04d}/std`` [T, L, C] (all frames) and
-``{i:04d}/anchors`` [L, 3] (the anchor positions, model frame). The metadata names the
+per sample i: ``{i:04d}/mean`` and ``{i:04d}/std`` [T, L, C] (all frames),
+``{i:04d}/anchors`` [L, 3] (the anchor positions, model frame), ``{i:04d}/anchor_motion``
+[T, L, 3] (the anchors' exact displacement from frame 0, the Geometry-Forcing target
+and a cheap evaluation signal) and ``{i:04d}/canonical`` [M, 14] (the features of M
+farthest-point-sampled canonical Gaussians, what the DiT cross-attends to). The metadata names the
 VAE file and its config, so stale latents are detected. Resumable: finished files are
 skipped when they were made by the same VAE.
 """
@@ -15,16 +18,29 @@ from pathlib import Path
 
 import torch
 
-from gvf_core.models.vae import GVFVAE
-from gvf_core.models.vae_inputs import prepare_sample, stack
+from gvf_core.models.vae import GVFVAE, gaussian_features
+from gvf_core.models.vae_inputs import anchor_indices, prepare_sample, stack
+
+CANONICAL_TOKENS = 1024
+"""M: canonical Gaussians stored per sample for the DiT's canonical cross-attention."""
+FORMAT = "2"
 
 
 @torch.no_grad()
 def encode_sample(model: GVFVAE, sample: dict, device="cpu") -> dict[str, torch.Tensor]:
     c = model.config
-    batch = stack([prepare_sample(sample, c.num_latents, c.num_points, c.knn, c.interp_beta)]).to(device)
+    prepared = prepare_sample(sample, c.num_latents, c.num_points, c.knn, c.interp_beta)
+    batch = stack([prepared]).to(device)
     mean, logvar = model.encode(batch.rest_points, batch.displacements, batch.anchors, batch.neighbours)
-    return {"mean": mean[0].cpu(), "std": torch.exp(0.5 * logvar[0]).cpu(), "anchors": batch.anchors[0].cpu()}
+    canonical = prepared["canonical"]
+    tokens = anchor_indices(canonical.means, min(CANONICAL_TOKENS, canonical.num))
+    return {
+        "mean": mean[0].cpu(),
+        "std": torch.exp(0.5 * logvar[0]).cpu(),
+        "anchors": batch.anchors[0].cpu(),
+        "anchor_motion": prepared["deltas"][:, prepared["anchor_index"], :3].float(),
+        "canonical": gaussian_features(canonical.select(tokens)).float(),
+    }
 
 
 def encode_dataset(model: GVFVAE, data_dir, splits=("train", "val"), device="cpu", progress=None) -> list[Path]:
@@ -37,7 +53,7 @@ def encode_dataset(model: GVFVAE, data_dir, splits=("train", "val"), device="cpu
     manifest = Manifest.load(data_dir)
     out_dir = data_dir / "latents"
     out_dir.mkdir(exist_ok=True)
-    tag = model.config.to_json()
+    tag = model.config.to_json() + "/format" + FORMAT
     shards = [s for split in splits for s in manifest.shards_of(split)]
     total = sum(s.count for s in shards)
     done, written = 0, []

@@ -1,0 +1,184 @@
+"""``gvf eval animate``: generated motion on the fixed validation set.
+
+Per validation clip, the pipeline core (:func:`gvf_core.pipeline.core.generate_motion`)
+runs on the sample's own canonical Gaussians, driving video and camera, and its result
+is compared with the ground-truth animation beside two references:
+
+- static: the rest pose held still (what "no motion model" scores);
+- VAE ceiling: the VAE decoding the clip's own encoded latent (the best the DiT can do
+  through this VAE).
+
+Figures: vertex error / bbox diagonal (mean over frames and vertices), PSNR and SSIM of
+renders against the ground-truth Gaussians from the input view and from four novel
+views (every ``render_every``-th frame), temporal jitter (mean norm of the vertices'
+second difference / bbox diagonal; the ground truth's own figure is given too).
+
+``sweep=True`` measures the sampler instead: vertex error and distance to a 64-step
+Heun solution (same noise) against the number of steps, for Euler and Heun.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gvf_core.cameras import Cameras
+from gvf_core.data.sample import bound_from_sample
+from gvf_core.metrics import psnr, ssim
+from gvf_core.models.sampler import SamplerConfig
+from gvf_core.models.video_inputs import prepare_video
+from gvf_core.pipeline.core import Models, generate_motion, load_models
+from gvf_core.render import rasterize
+
+NOVEL_AZIMUTHS = (72.0, 144.0, 216.0, 288.0)
+
+
+def _samples(data_dir, split: str, limit: int | None):
+    """(arrays, meta, stored latent mean) of each validation sample, in order."""
+    from safetensors.torch import load_file
+
+    from gvf_core.data.shards import Manifest, ShardReader
+
+    data_dir = Path(data_dir)
+    count = 0
+    for info in Manifest.load(data_dir).shards_of(split):
+        latent_path = data_dir / "latents" / info.file
+        latents = load_file(str(latent_path)) if latent_path.exists() else {}
+        with ShardReader(data_dir / info.file) as reader:
+            for i in range(len(reader)):
+                if limit is not None and count >= limit:
+                    return
+                arrays, meta = reader[i]
+                yield arrays, meta, latents.get(f"{i:04d}/mean")
+                count += 1
+
+
+def _views(arrays: dict, meta: dict) -> Cameras:
+    """The input camera and four novel orbit views at its elevation, distance and fov."""
+    size = arrays["video"].shape[1]
+    cam = meta["camera"]
+    novel = Cameras.orbit([cam["azimuth_deg"] + a for a in NOVEL_AZIMUTHS], elevation_deg=cam["elevation_deg"],
+                          distance=cam["distance"], fov_deg=cam["fov_deg"], width=size, height=size)
+    first = Cameras(K=torch.as_tensor(arrays["camera_K"])[None].float(), world_to_camera=torch.as_tensor(arrays["camera_w2c"])[None].float())
+    return Cameras.cat([first, novel])
+
+
+def _jitter(vertices: torch.Tensor, diag: float) -> float:
+    if vertices.shape[0] < 3:
+        return 0.0
+    acc = vertices[2:] - 2 * vertices[1:-1] + vertices[:-2]
+    return float(acc.norm(dim=-1).mean() / diag)
+
+
+@torch.no_grad()
+def _image_scores(pred, truth, cams: Cameras, size: int, frames) -> tuple[list, list, list, list]:
+    """PSNR/SSIM per (frame, view) for the input view and the novel views."""
+    p_in, s_in, p_nv, s_nv = [], [], [], []
+    for t in frames:
+        a = rasterize(pred[t], cams, size, size, background=1.0, backend="auto").rgb
+        b = rasterize(truth[t], cams, size, size, background=1.0, backend="auto").rgb
+        for v in range(len(cams)):
+            ps, ss = float(psnr(a[v], b[v])), float(ssim(a[v], b[v]))
+            (p_in if v == 0 else p_nv).append(ps)
+            (s_in if v == 0 else s_nv).append(ss)
+    return p_in, s_in, p_nv, s_nv
+
+
+def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int = 16, method: str = "heun",
+                     guidance: float = 2.0, sweep: bool = False, device: str = "cpu", render_every: int = 4,
+                     progress=None, split: str = "val") -> dict:
+    models = model if isinstance(model, Models) else load_models(model, device)
+    if sweep:
+        return sweep_steps(data_dir, models, limit if limit is not None else 8, guidance, split, progress)
+    sampler = SamplerConfig(steps=steps, method=method, guidance_video=guidance)
+    size_in = None
+    rows = {k: [] for k in ("model", "static", "ceiling")}
+    images = {k: {"psnr_input": [], "ssim_input": [], "psnr_novel": [], "ssim_novel": []} for k in rows}
+    jitter = {k: [] for k in (*rows, "ground_truth")}
+    seconds = []
+    total = limit if limit is not None else None
+    for n, (arrays, meta, stored) in enumerate(_samples(data_dir, split, limit)):
+        bound = bound_from_sample(arrays)
+        P = models.vae.config.num_points
+        faces = torch.as_tensor(arrays["faces"]).long()
+        rest = torch.as_tensor(arrays["rest_vertices"]).float()
+        tri = rest[faces[torch.as_tensor(arrays["pts_face_idx"][:P]).long()]]
+        rest_points = (torch.as_tensor(arrays["pts_bary"][:P]).float()[:, :, None] * tri).sum(1)
+        video = prepare_video(arrays["video"], arrays["camera_K"], models.dit.config.video_size, source=f"val {meta['seed']}")
+        w2c = torch.as_tensor(arrays["camera_w2c"]).float()
+        t0 = time.perf_counter()
+        motion = generate_motion(models, bound, rest_points, video, w2c, sampler, seed=int(meta["seed"]))
+        seconds.append(time.perf_counter() - t0)
+        truth_v = torch.as_tensor(arrays["vertices"]).float()
+        T = truth_v.shape[0]
+        diag = float((rest.max(0).values - rest.min(0).values).norm())
+        results = {"model": motion, "static": None}
+        if stored is not None:
+            results["ceiling"] = generate_motion(models, bound, rest_points, video, w2c, sampler, latent=stored)
+        truth_g = bound.gaussians_at(truth_v)
+        cams = _views(arrays, meta)
+        size_in = arrays["video"].shape[1]
+        frames = list(range(render_every, T, render_every))
+        for name, m in results.items():
+            verts = rest.expand(T, -1, -1) if m is None else m.vertices
+            rows[name].append(float((verts - truth_v).norm(dim=-1).mean() / diag))
+            jitter[name].append(_jitter(verts, diag))
+            gs = bound.gaussians_at(verts) if m is None else m.gaussians
+            for key, vals in zip(("psnr_input", "ssim_input", "psnr_novel", "ssim_novel"),
+                                 _image_scores(gs, truth_g, cams, size_in, frames)):
+                images[name][key].extend(vals)
+        jitter["ground_truth"].append(_jitter(truth_v, diag))
+        if progress is not None:
+            progress(n + 1, total or n + 1)
+    count = len(rows["model"])
+    if count == 0:
+        raise ValueError(f"{data_dir}: no {split} samples to evaluate")
+    out = {"samples": count, "steps": steps, "method": method, "guidance_video": guidance, "model": models.source,
+           "seconds_per_clip": float(np.mean(seconds)), "render_frames_every": render_every, "image_size": size_in}
+    for name in rows:
+        if not rows[name]:
+            continue
+        out[name] = {
+            "vertex_error": float(np.mean(rows[name])),
+            **{k: float(np.mean(v)) for k, v in images[name].items()},
+            "jitter": float(np.mean(jitter[name])),
+        }
+    out["ground_truth_jitter"] = float(np.mean(jitter["ground_truth"]))
+    out["vertex_error_vs_static"] = out["model"]["vertex_error"] / max(out["static"]["vertex_error"], 1e-12)
+    return out
+
+
+def sweep_steps(data_dir, models: Models, limit: int, guidance: float, split: str = "val", progress=None) -> dict:
+    """Vertex error and distance to a 64-step Heun reference against steps, Euler vs Heun."""
+    settings = [("euler", s) for s in (2, 4, 8, 16, 32)] + [("heun", s) for s in (2, 4, 8, 16)]
+    errors = {f"{m}-{s}": [] for m, s in settings}
+    to_ref = {f"{m}-{s}": [] for m, s in settings}
+    samples = list(_samples(data_dir, split, limit))
+    for n, (arrays, meta, _) in enumerate(samples):
+        bound = bound_from_sample(arrays)
+        P = models.vae.config.num_points
+        rest = torch.as_tensor(arrays["rest_vertices"]).float()
+        faces = torch.as_tensor(arrays["faces"]).long()
+        tri = rest[faces[torch.as_tensor(arrays["pts_face_idx"][:P]).long()]]
+        rest_points = (torch.as_tensor(arrays["pts_bary"][:P]).float()[:, :, None] * tri).sum(1)
+        video = prepare_video(arrays["video"], arrays["camera_K"], models.dit.config.video_size)
+        w2c = torch.as_tensor(arrays["camera_w2c"]).float()
+        truth = torch.as_tensor(arrays["vertices"]).float()
+        diag = float((rest.max(0).values - rest.min(0).values).norm())
+        seed = int(meta["seed"])
+        ref = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(steps=64, method="heun", guidance_video=guidance), seed=seed)
+        for m, s in settings:
+            mo = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(steps=s, method=m, guidance_video=guidance), seed=seed)
+            errors[f"{m}-{s}"].append(float((mo.vertices - truth).norm(dim=-1).mean() / diag))
+            to_ref[f"{m}-{s}"].append(float((mo.vertices - ref.vertices).norm(dim=-1).mean() / diag))
+        if progress is not None:
+            progress(n + 1, len(samples))
+    return {
+        "samples": len(samples), "guidance_video": guidance, "reference": "heun-64",
+        "settings": {k: {"model_calls": SamplerConfig(steps=int(k.split("-")[1]), method=k.split("-")[0]).model_calls,
+                         "vertex_error": float(np.mean(errors[k])), "distance_to_reference": float(np.mean(to_ref[k]))}
+                     for k in errors},
+    }

@@ -1,0 +1,318 @@
+"""``animate()`` and ``extend()``: a mesh and a driving video → an animation.
+
+animate: read and check the inputs → normalise the mesh into the model frame → canonical
+Gaussians bound to its faces → (per segment of at most ``segment_frames`` frames) DiT
+sampling, VAE decoding, vertex solve → back to the input's frame and vertex order.
+
+Long clips and :func:`extend` run segment by segment (autoregressive): a new segment
+starts ``overlap`` frames before the end of the previous one, takes that frame's
+generated state as its canonical (rest) state, and its first ``overlap`` frames are
+blended with the previous segment's with a smoothstep weight (zero slope at both ends,
+so positions and velocities stay continuous). Model memory depends on the segment
+length only, not on the clip length.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from gvf_core.canonical import BoundGaussians, VertexSolver, mesh_to_gaussians, sample_surface, surface_points
+from gvf_core.cameras import Cameras
+from gvf_core.gaussians import Gaussians
+from gvf_core.models.sampler import SamplerConfig
+from gvf_core.models.video_inputs import VideoInputError, prepare_video
+from gvf_core.normalize import Normalization
+from gvf_core.pipeline.core import Models, Motion, Progress, generate_motion, load_models, resolve_device
+from gvf_core.pipeline.inputs import InputError, camera_to_model, read_camera, read_driving_video, read_mesh
+
+SEGMENT_FRAMES = 24
+OVERLAP = 6
+
+
+@dataclass
+class AnimateSettings:
+    steps: int = 16
+    method: str = "heun"
+    seed: int = 0
+    strength: float = 1.0
+    guidance_video: float = 2.0
+    guidance_canonical: float = 1.0
+    num_gaussians: int = 4096
+    segment_frames: int = SEGMENT_FRAMES
+    overlap: int = OVERLAP
+
+    def sampler(self) -> SamplerConfig:
+        return SamplerConfig(steps=self.steps, method=self.method, guidance_video=self.guidance_video,
+                             guidance_canonical=self.guidance_canonical)
+
+    def check(self) -> None:
+        if self.segment_frames < 2 or not 1 <= self.overlap < self.segment_frames:
+            raise ValueError(f"need segment_frames >= 2 and 1 <= overlap < segment_frames, got {self.segment_frames}, {self.overlap}")
+        self.sampler()  # validates steps and method
+        if self.strength <= 0:
+            raise ValueError(f"strength must be > 0 (1 = the motion the video shows), got {self.strength}")
+
+
+@dataclass
+class Animation:
+    """An animated mesh and its Gaussians.
+
+    ``vertices`` are in the input's own frame (the mesh file's axes and units) and vertex
+    order; ``gaussians_at(t)`` gives frame t's Gaussians in that frame too. The model-frame
+    state (``model_vertices``, ``model_gaussians``, ``bound``) is what :func:`extend` continues.
+    """
+
+    vertices: np.ndarray  # [T, V, 3] float32, input frame
+    faces: np.ndarray  # [F, 3]
+    fps: float
+    model_vertices: torch.Tensor  # [T, V, 3] model frame
+    model_gaussians: Gaussians  # [T, N] model frame
+    bound: BoundGaussians  # rest pose, model frame
+    points: tuple[np.ndarray, np.ndarray]  # surface samples (face index, barycentrics) for the VAE encoder
+    normalization: Normalization  # input (file) frame → model frame
+    world_normalization: Normalization  # world (+Z up) frame → model frame
+    camera: Cameras  # [1] world frame
+    width: int
+    height: int
+    video: np.ndarray  # [T, H, W, 3|4] uint8 frames the motion follows
+    latents: list[torch.Tensor] = field(default_factory=list)  # per segment [T_k, L, C]
+    magnitude: float = 0.0
+    predicted_magnitude: float = 0.0
+    timings: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.vertices.shape[0])
+
+    def gaussians_at(self, frame: int) -> Gaussians:
+        """Frame ``frame``'s Gaussians in the input frame (file axes and units)."""
+        return self.normalization.invert_gaussians(self.model_gaussians[frame])
+
+
+def _add_timings(into: dict, timings: dict) -> None:
+    for k, v in timings.items():
+        into[k] = into.get(k, 0.0) + v
+
+
+def smoothstep_weights(overlap: int) -> torch.Tensor:
+    """Blend weights of the new segment over the ``overlap`` shared frames: 0 at the first,
+    rising with zero slope at both ends (3u² − 2u³, u = j / overlap)."""
+    u = torch.arange(overlap, dtype=torch.float64) / overlap
+    return (3 * u ** 2 - 2 * u ** 3).float()
+
+
+def blend(old: torch.Tensor, new: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """old/new [O, ...] over the same frames → (1 − w)·old + w·new."""
+    w = weights.view(-1, *([1] * (old.dim() - 1))).to(old)
+    return (1 - w) * old + w * new
+
+
+def _blend_gaussians(old: Gaussians, new: Gaussians, weights: torch.Tensor) -> Gaussians:
+    q_new = new.quats
+    q_new = torch.where((q_new * old.quats).sum(-1, keepdim=True) < 0, -q_new, q_new)
+    return Gaussians(
+        means=blend(old.means, new.means, weights), quats=blend(old.quats, q_new, weights),
+        log_scales=blend(old.log_scales, new.log_scales, weights),
+        opacity_logits=blend(old.opacity_logits, new.opacity_logits, weights), sh0=blend(old.sh0, new.sh0, weights),
+    )
+
+
+def _posed_bound(bound: BoundGaussians, vertices: torch.Tensor) -> BoundGaussians:
+    """The same Gaussians bound to the same faces, with ``vertices`` as the new rest pose."""
+    return BoundGaussians(binding=bound.binding, local_angle=bound.local_angle, local_log_scales=bound.local_log_scales,
+                          opacity_logits=bound.opacity_logits, sh0=bound.sh0, faces=bound.faces,
+                          rest_vertices=vertices.to(bound.rest_vertices))
+
+
+class _Segments:
+    """Runs the segments of one job and keeps its model-frame state."""
+
+    def __init__(self, models: Models, settings: AnimateSettings, w2c_model: torch.Tensor, K: torch.Tensor,
+                 progress: Progress | None, cancel: Callable[[], bool] | None, source: str):
+        self.models, self.settings, self.w2c, self.K = models, settings, w2c_model, K
+        self.progress, self.cancel, self.source = progress, cancel, source
+        self.solver: VertexSolver | None = None
+        self.timings: dict = {}
+
+    def run(self, bound: BoundGaussians, points, frames: np.ndarray, label: str, seed: int) -> Motion:
+        video = prepare_video(frames, self.K, self.models.dit.config.video_size, source=self.source)
+        rest_points = surface_points(bound.rest_vertices, bound.faces, torch.as_tensor(points[0]), torch.as_tensor(points[1]).float())
+        progress = None if self.progress is None else (lambda stage, i, n: self.progress(f"{label} {stage}", i, n))
+        if self.solver is None:
+            self.solver = VertexSolver.from_bound(bound)
+        s = self.settings
+        motion = generate_motion(self.models, bound, torch.as_tensor(rest_points).float(), video, self.w2c, s.sampler(),
+                                 seed=seed, strength=s.strength, progress=progress, cancel=self.cancel, solver=self.solver)
+        _add_timings(self.timings, motion.timings)
+        return motion
+
+
+def _segment_plan(done: int, total: int, segment: int, overlap: int) -> list[tuple[int, int]]:
+    """(start, stop) frame ranges that continue a clip of ``done`` frames up to ``total``."""
+    plan = []
+    while done < total:
+        start = done - overlap
+        stop = min(total, start + segment)
+        plan.append((start, stop))
+        done = stop
+    return plan
+
+
+def _continue(anim: Animation, runner: _Segments, frames: np.ndarray, total: int, settings: AnimateSettings) -> None:
+    """Extend ``anim`` in place to ``total`` frames of ``frames`` (the whole clip's video)."""
+    plan = _segment_plan(anim.model_vertices.shape[0], total, settings.segment_frames, settings.overlap)
+    vertices, gaussians = [anim.model_vertices], [anim.model_gaussians]
+    for k, (start, stop) in enumerate(plan):
+        current = torch.cat(vertices) if len(vertices) > 1 else vertices[0]
+        states = Gaussians.cat_batch(gaussians) if len(gaussians) > 1 else gaussians[0]
+        vertices, gaussians = [current], [states]
+        bound = _posed_bound(anim.bound, current[start])
+        motion = runner.run(bound, anim.points, frames[start:stop], f"segment {len(anim.latents) + 1}",
+                            seed=settings.seed + len(anim.latents))
+        anim.latents.append(motion.latent)
+        O = current.shape[0] - start  # frames shared with what exists
+        w = smoothstep_weights(O)
+        vertices[0] = torch.cat([current[:start], blend(current[start:], motion.vertices[:O], w)])
+        gaussians[0] = Gaussians.cat_batch([states[:start], _blend_gaussians(states[start:], motion.gaussians[:O], w)])
+        vertices.append(motion.vertices[O:])
+        gaussians.append(motion.gaussians[O:])
+    anim.model_vertices = torch.cat(vertices)
+    anim.model_gaussians = Gaussians.cat_batch(gaussians)
+
+
+def _finish(anim: Animation) -> None:
+    """Model-frame vertices → the input's frame."""
+    anim.vertices = anim.normalization.invert(anim.model_vertices.double().numpy()).astype(np.float32)
+
+
+def animate(
+    mesh,
+    video,
+    camera=None,
+    frames: int | None = None,
+    steps: int = 16,
+    seed: int = 0,
+    strength: float = 1.0,
+    device: str = "auto",
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+    model=None,
+    **options,
+) -> Animation:
+    """Animate ``mesh`` (path or MeshData) from ``video`` (path, VideoClip or uint8 frames).
+
+    ``camera``: None (the documented default front camera), a camera JSON path or dict, or
+    :class:`Cameras` (world frame, OpenCV). ``frames``: how many video frames to use (all
+    by default). ``strength`` scales the motion magnitude read from the video. ``model``:
+    a model folder or loaded :class:`Models` (default: the shipped tiny model).
+    ``options``: further :class:`AnimateSettings` fields (method, guidance_video, ...).
+    ``progress(stage, done, total)``; ``cancel()`` returning True stops the job with
+    :class:`gvf_core.models.sampler.Cancelled` and nothing is returned.
+    """
+    settings = AnimateSettings(steps=steps, seed=seed, strength=strength, **options)
+    settings.check()
+    t_start = time.perf_counter()
+    timings: dict = {}
+    mesh_data = read_mesh(mesh)
+    if frames is not None and frames < 2:
+        raise InputError(f"frames must be at least 2, got {frames}")
+    clip = read_driving_video(video, max_frames=frames)
+    if frames is not None and len(clip.frames) < frames:
+        raise InputError(f"{clip.source}: {frames} frames asked for but the video has only {len(clip.frames)}")
+    H, W = clip.frames.shape[1:3]
+    cam, cam_where = read_camera(camera, mesh_data.vertices, W, H)
+    timings["read_inputs"] = time.perf_counter() - t_start
+
+    device = resolve_device(device)
+    t0 = time.perf_counter()
+    models = model if isinstance(model, Models) else load_models(model, device)
+    timings["load_models"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    world_norm = Normalization.fit(mesh_data.vertices)
+    file_vertices = mesh_data.to_file_frame(mesh_data.vertices)
+    norm = Normalization.fit(file_vertices, rotation=mesh_data.to_world_from_file)
+    model_mesh = mesh_data.with_vertices(world_norm.apply(mesh_data.vertices))
+    bound = mesh_to_gaussians(model_mesh, n=settings.num_gaussians, seed=seed)
+    points = sample_surface(model_mesh, models.vae.config.num_points, seed=seed + 1, method="area")
+    w2c_model = camera_to_model(cam.world_to_camera[0], world_norm)
+    timings["canonical"] = time.perf_counter() - t0
+
+    runner = _Segments(models, settings, w2c_model, cam.K[0], progress, cancel, clip.source)
+    total = len(clip.frames)
+    first = min(total, settings.segment_frames)
+    try:
+        motion = runner.run(bound, points, clip.frames[:first], "segment 1", seed=seed)
+    except VideoInputError as exc:
+        raise InputError(str(exc)) from exc
+    anim = Animation(
+        vertices=np.empty(0), faces=mesh_data.faces, fps=clip.fps, model_vertices=motion.vertices,
+        model_gaussians=motion.gaussians, bound=bound, points=points, normalization=norm, world_normalization=world_norm,
+        camera=cam, width=W, height=H, video=clip.frames, latents=[motion.latent], magnitude=motion.magnitude,
+        predicted_magnitude=motion.predicted_magnitude,
+        settings={**settings.__dict__, "device": device, "model": models.source, "camera": cam_where, "video": clip.source},
+    )
+    if total > first:
+        _continue(anim, runner, clip.frames, total, settings)
+    _finish(anim)
+    _add_timings(timings, runner.timings)
+    timings["total"] = time.perf_counter() - t_start
+    anim.timings = timings
+    return anim
+
+
+def extend(
+    animation: Animation,
+    more_video,
+    steps: int | None = None,
+    seed: int | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+    model=None,
+) -> Animation:
+    """Continue ``animation`` with the frames of ``more_video`` (same camera); returns a new
+    Animation with the old frames (blended over the overlap) followed by the new ones.
+    The input animation is not modified."""
+    t_start = time.perf_counter()
+    clip = read_driving_video(more_video) if not isinstance(more_video, np.ndarray) or len(more_video) >= 2 else None
+    if clip is None:  # a single extra frame is a valid continuation
+        frames_new = np.asarray(more_video, dtype=np.uint8)
+        source = "<frames>"
+    else:
+        frames_new, source = clip.frames, clip.source
+    if frames_new.shape[1:3] != animation.video.shape[1:3]:
+        raise InputError(f"{source}: frames are {frames_new.shape[2]}×{frames_new.shape[1]} but the animation's video is "
+                         f"{animation.video.shape[2]}×{animation.video.shape[1]}; extend with the same camera and size")
+    old, new = animation.video, frames_new
+    if old.shape[-1] != new.shape[-1]:  # one has alpha: give both an alpha channel
+        pad = lambda f: f if f.shape[-1] == 4 else np.concatenate([f, np.full(f.shape[:-1] + (1,), 255, np.uint8)], -1)  # noqa: E731
+        old, new = pad(old), pad(new)
+    frames = np.concatenate([old, new])
+    s = dict(animation.settings)
+    settings = AnimateSettings(**{k: s[k] for k in AnimateSettings.__dataclass_fields__ if k in s})
+    if steps is not None:
+        settings.steps = steps
+    if seed is not None:
+        settings.seed = seed
+    settings.check()
+    device = resolve_device(device)
+    models = model if isinstance(model, Models) else load_models(model or s.get("model"), device)
+    w2c_model = camera_to_model(animation.camera.world_to_camera[0], animation.world_normalization)
+    runner = _Segments(models, settings, w2c_model, animation.camera.K[0], progress, cancel, source)
+    anim = Animation(**{**animation.__dict__, "latents": list(animation.latents), "video": frames,
+                        "timings": dict(animation.timings)})
+    try:
+        _continue(anim, runner, frames, len(frames), settings)
+    except VideoInputError as exc:
+        raise InputError(str(exc)) from exc
+    _finish(anim)
+    _add_timings(anim.timings, runner.timings)
+    anim.timings["extend_total"] = anim.timings.get("extend_total", 0.0) + time.perf_counter() - t_start
+    return anim

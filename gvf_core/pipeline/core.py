@@ -1,0 +1,194 @@
+"""The model-frame core of the pipeline: canonical Gaussians + video → per-frame motion.
+
+Shared by :func:`gvf_core.pipeline.animate`, :func:`gvf_core.pipeline.extend` and the
+evaluation, so all three run the same code: rest latent (the VAE encoding of the rest
+pose), DiT sampling of the residual latent, VAE decoding of per-frame Gaussian deltas
+(a few frames at a time, so memory does not grow with the clip), and the way back to
+mesh vertices.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from gvf_core.canonical import BoundGaussians, VertexSolver
+from gvf_core.gaussians import Gaussians
+from gvf_core.models.checkpoint import CheckpointError
+from gvf_core.models.dit import DiTConditions, GVFDiT, load_dit
+from gvf_core.models.sampler import Cancelled, SamplerConfig, sample
+from gvf_core.models.vae import GVFVAE, apply_deltas, gaussian_features, load_vae, mesh_guided_interpolation
+from gvf_core.models.vae_inputs import anchor_indices
+from gvf_core.models.video_inputs import VideoInputs
+
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "weights" / "tiny"
+DECODE_FRAMES = 8
+"""Frames decoded by the VAE at once."""
+
+Progress = Callable[[str, int, int], None]
+"""progress(stage, done, total)."""
+
+
+@dataclass
+class Models:
+    vae: GVFVAE
+    dit: GVFDiT
+    source: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.dit.parameters()).device
+
+
+def load_models(model_dir=None, device="cpu") -> Models:
+    """VAE + DiT from a folder holding ``vae.safetensors`` and ``dit.safetensors``
+    (default: the shipped tiny model), checked to belong together."""
+    folder = Path(model_dir) if model_dir is not None else SHIPPED_MODEL
+    for name in ("vae.safetensors", "dit.safetensors"):
+        if not (folder / name).exists():
+            raise CheckpointError(f"{folder}: missing {name}; a model folder holds vae.safetensors and dit.safetensors "
+                                  f"(the shipped one is {SHIPPED_MODEL})")
+    vae = load_vae(folder / "vae.safetensors", device)
+    dit = load_dit(folder / "dit.safetensors", device)
+    v, d = vae.config, dit.config
+    if (v.num_latents, v.latent_channels) != (d.num_latents, d.latent_channels):
+        raise CheckpointError(
+            f"{folder}: mismatched model files: the VAE makes latents of [L={v.num_latents}, C={v.latent_channels}] "
+            f"but the DiT was trained on [L={d.num_latents}, C={d.latent_channels}]; use the VAE the DiT was trained with"
+        )
+    return Models(vae, dit, str(folder))
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' asked for, but PyTorch sees no CUDA GPU here; use --device cpu or auto")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return device
+
+
+@dataclass
+class Motion:
+    """Generated motion of one clip, model frame; frame 0 is the canonical (rest) state."""
+
+    latent: Tensor  # [T, L, C]
+    deltas: Tensor  # [T, N, 14]
+    gaussians: Gaussians  # [T, N]
+    vertices: Tensor  # [T, V, 3]
+    magnitude: float  # motion magnitude the DiT was conditioned on
+    predicted_magnitude: float  # what the DiT read from the video
+    timings: dict = field(default_factory=dict)
+
+
+def _clock(timings: dict, stage: str, start: float) -> float:
+    now = time.perf_counter()
+    timings[stage] = timings.get(stage, 0.0) + now - start
+    return now
+
+
+@torch.no_grad()
+def rest_latent(vae: GVFVAE, rest_points: Tensor, anchors: Tensor) -> Tensor:
+    """The VAE latent [L, C] of the rest pose (zero displacement) seen through ``rest_points`` [P, 3]."""
+    c = vae.config
+    pts, anc = rest_points[None].float(), anchors[None].float()
+    neighbours = mesh_guided_interpolation(anc, pts, c.knn, c.interp_beta)
+    mean, _ = vae.encode(pts, torch.zeros(1, 1, *pts.shape[1:], device=pts.device), anc, neighbours)
+    return mean[0, 0]
+
+
+@torch.no_grad()
+def generate_motion(
+    models: Models,
+    bound: BoundGaussians,
+    rest_points: Tensor,
+    video: VideoInputs,
+    world_to_camera: Tensor,
+    sampler: SamplerConfig = SamplerConfig(),
+    seed: int = 0,
+    strength: float = 1.0,
+    magnitude: float | None = None,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+    solver: VertexSolver | None = None,
+    latent: Tensor | None = None,
+) -> Motion:
+    """Sample the motion that ``video`` shows for ``bound`` (model frame, rest = frame 0).
+
+    ``world_to_camera`` [4, 4]: the video's camera in the model frame; ``video.K`` its crop
+    intrinsics. ``magnitude`` (absolute) overrides the magnitude read from the video;
+    ``strength`` multiplies either. ``latent`` [T, L, C] skips sampling (VAE ceiling).
+    """
+    if strength <= 0:
+        raise ValueError(f"strength must be > 0 (1 = the motion the video shows), got {strength}")
+    vae, dit = models.vae, models.dit
+    device = models.device
+    timings: dict = {}
+    t0 = time.perf_counter()
+    canonical = bound.canonical.to(device)
+    L, C = dit.config.num_latents, dit.config.latent_channels
+    anchors = canonical.means[anchor_indices(canonical.means, L).to(device)]
+    z0 = rest_latent(vae, rest_points.to(device), anchors)
+    tokens = anchor_indices(canonical.means, min(dit.config.canonical_tokens, canonical.num)).to(device)
+    cond = DiTConditions(
+        anchors=anchors[None], rest_latent=z0[None], canonical=gaussian_features(canonical.select(tokens))[None],
+        pixels=video.pixels[None].to(device), K=video.K[None].to(device),
+        world_to_camera=world_to_camera[None].float().to(device), magnitude=None,
+    )
+    ctx = dit.encode_conditions(cond)
+    predicted = float(dit.magnitude_from_normalised(ctx.predicted_log_magnitude)[0])
+    target = strength * (predicted if magnitude is None else float(magnitude))
+    ctx.log_magnitude = ((torch.log(torch.tensor([target], device=device).clamp(min=1e-4)) - dit.log_magnitude_mean)
+                         / dit.log_magnitude_std)
+    t0 = _clock(timings, "conditions", t0)
+    T = video.pixels.shape[0]
+
+    if latent is None:
+        def denoise(x, t, drop_video, drop_canonical):
+            n = x.shape[0]
+            batched = ctx if n == 1 else _repeat_context(ctx, n)
+            return dit(x, t, batched, drop_video, drop_canonical)
+
+        def constrain(x):
+            x = x.clone()
+            x[:, 0] = 0
+            return x
+
+        step_progress = None if progress is None else (lambda i, n: progress("diffusion", i, n))
+        residual = sample(denoise, (1, T, L, C), sampler, seed=seed, device=device, constrain=constrain,
+                          progress=step_progress, cancel=cancel)
+        latent = dit.to_latent(residual, z0[None])[0]
+    t0 = _clock(timings, "diffusion", t0)
+
+    deltas = []
+    for start in range(0, T, DECODE_FRAMES):
+        if cancel is not None and cancel():
+            raise Cancelled("cancelled while decoding the motion")
+        deltas.append(vae.decode(latent[None, start:start + DECODE_FRAMES].to(device), anchors[None], Gaussians.stack([canonical]))[0])
+        if progress is not None:
+            progress("decode", min(T, start + DECODE_FRAMES), T)
+    deltas = torch.cat(deltas).float()
+    deltas[0] = 0  # frame 0 is the canonical state exactly
+    gaussians = apply_deltas(canonical, deltas)
+    t0 = _clock(timings, "decode", t0)
+    solver = solver or VertexSolver.from_bound(bound)
+    rest = bound.rest_vertices.to(deltas)
+    vertices = rest + solver.solve(deltas[..., :3].cpu()).to(deltas)
+    _clock(timings, "vertices", t0)
+    return Motion(latent.cpu(), deltas.cpu(), gaussians.to("cpu"), vertices.cpu(), target, predicted, timings)
+
+
+def _repeat_context(ctx, n: int):
+    from gvf_core.models.dit import DiTContext
+
+    def rep(x):
+        return None if x is None else x.expand(n, *x.shape[1:])
+
+    return DiTContext(*(rep(getattr(ctx, f)) for f in ("video", "canonical", "tokens_in", "spatial_bias", "video_bias",
+                                                       "log_magnitude", "predicted_log_magnitude")))

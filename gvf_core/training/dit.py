@@ -1,0 +1,363 @@
+"""Training the GVF diffusion transformer: ``gvf train dit --preset tiny --data DIR --out DIR``.
+
+Inputs come from ``gvf data encode`` (the shipped VAE's latents per sample) and the
+samples' driving videos, gathered once into a cache file per split and video size
+(:func:`build_cache`), then held in memory: a step only slices tensors.
+
+Each step takes B clips of T ≥ 16 frames from frame 0 (T is drawn per step from
+``frames``, so temporal attention sees several lengths), noises the normalised residual
+latent on a logit-normal time, and regresses the flow velocity on frames 1..T−1 (frame
+0 is the rest pose, known and clamped). Conditions are dropped independently (video,
+canonical, magnitude) so every guidance branch is trained. The magnitude head learns
+the clip's log motion magnitude from the video. The optional Geometry-Forcing loss
+aligns a middle block's states with the anchors' true displacement: angular
+(1 − cosine, weight 0.5) and scale (squared error of the norms, weight 0.05).
+
+AdamW, warm-up + cosine, EMA, gradient clipping, resumable checkpoints, a loss log,
+single process or ``torchrun`` (DDP, every rank its own batches).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from gvf_core.models.checkpoint import load_training_state, save_training_state
+from gvf_core.models.dit import DIT_PRESETS, DiTConditions, DiTConfig, GVFDiT, save_dit
+from gvf_core.models.sampler import add_noise
+from gvf_core.models.video_inputs import prepare_video
+
+CACHE_FORMAT = "1"
+
+
+@dataclass(frozen=True)
+class DiTTrainConfig:
+    steps: int = 2000
+    batch_size: int = 4
+    frames: tuple[int, ...] = (16, 24)
+    """Clip lengths drawn per step (all ≥ 16; from frame 0)."""
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    ema_decay: float = 0.998
+    grad_clip: float = 1.0
+    p_drop_video: float = 0.1
+    p_drop_canonical: float = 0.1
+    p_drop_magnitude: float = 0.1
+    w_magnitude: float = 0.1
+    """Weight of the magnitude head's L1 on normalised log magnitude."""
+    w_gf_angle: float = 0.5
+    """Geometry Forcing, angular alignment (used when the model has the head)."""
+    w_gf_scale: float = 0.05
+    """Geometry Forcing, scale alignment."""
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 200
+
+    def __post_init__(self) -> None:
+        if min(self.frames) < 2:
+            raise ValueError(f"training clips need at least 2 frames, got {self.frames}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------- data cache
+def build_cache(data_dir, split: str, video_size: int, progress=None) -> dict[str, Tensor]:
+    """Gather latents, anchors, canonical features and prepared videos of one split.
+
+    Written to ``DIR/latents/dit-cache-{split}-{size}.safetensors`` and reused while the
+    latents do not change.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from gvf_core.data.shards import Manifest, ShardReader
+
+    data_dir = Path(data_dir)
+    manifest = Manifest.load(data_dir)
+    shards = manifest.shards_of(split)
+    if not shards:
+        raise FileNotFoundError(f"{data_dir}: no {split!r} shards; run `gvf data make` first")
+    latent_files = [data_dir / "latents" / s.file for s in shards]
+    missing = [str(p) for p in latent_files if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} latent files missing (e.g. {missing[0]}); run `gvf data encode --data {data_dir}` first")
+    tag = json.dumps({"format": CACHE_FORMAT, "size": video_size,
+                      "latents": [[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in latent_files]})
+    cache_path = data_dir / "latents" / f"dit-cache-{split}-{video_size}.safetensors"
+    if cache_path.exists():
+        with safe_open(str(cache_path), framework="pt") as f:
+            if (f.metadata() or {}).get("tag") == tag:
+                return load_file(str(cache_path))
+    rows: dict[str, list] = {k: [] for k in ("latent", "anchors", "anchor_motion", "canonical", "magnitude", "pixels", "K", "w2c", "seed")}
+    total = sum(s.count for s in shards)
+    done = 0
+    for info, latent_path in zip(shards, latent_files):
+        latents = load_file(str(latent_path))
+        with ShardReader(data_dir / info.file) as reader:
+            for i in range(len(reader)):
+                arrays, meta = reader[i]
+                video = prepare_video(arrays["video"], arrays["camera_K"], video_size, source=f"{info.file}#{i}")
+                rows["latent"].append(latents[f"{i:04d}/mean"])
+                rows["anchors"].append(latents[f"{i:04d}/anchors"])
+                rows["anchor_motion"].append(latents[f"{i:04d}/anchor_motion"])
+                rows["canonical"].append(latents[f"{i:04d}/canonical"])
+                rows["magnitude"].append(torch.tensor(float(meta["motion_magnitude"])))
+                rows["pixels"].append((video.pixels * 255 + 0.5).to(torch.uint8))
+                rows["K"].append(video.K)
+                rows["w2c"].append(torch.as_tensor(arrays["camera_w2c"]).float())
+                rows["seed"].append(torch.tensor(int(meta["seed"])))
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    cache = {k: torch.stack(v).contiguous() for k, v in rows.items()}
+    tmp = cache_path.with_name(cache_path.name + ".tmp")
+    save_file(cache, str(tmp), metadata={"tag": tag})
+    os.replace(tmp, cache_path)
+    return cache
+
+
+def conditions_from_cache(cache: dict[str, Tensor], index: Tensor, frames: int, canonical_tokens: int,
+                          magnitude: bool = True) -> tuple[DiTConditions, Tensor]:
+    """(conditions, clean VAE latents [B, T, L, C]) of the cached clips ``index``, first ``frames`` frames."""
+    latent = cache["latent"][index, :frames].float()
+    cond = DiTConditions(
+        anchors=cache["anchors"][index].float(),
+        rest_latent=latent[:, 0],
+        canonical=cache["canonical"][index, :canonical_tokens].float(),
+        pixels=cache["pixels"][index, :frames].float() / 255.0,
+        K=cache["K"][index].float(),
+        world_to_camera=cache["w2c"][index].float(),
+        magnitude=cache["magnitude"][index].float() if magnitude else None,
+    )
+    return cond, latent
+
+
+# ------------------------------------------------------------------------- statistics
+@torch.no_grad()
+def fit_statistics(model: GVFDiT, cache: dict[str, Tensor], count: int = 256) -> dict:
+    n = min(count, len(cache["seed"]))
+    latent = cache["latent"][:n].float()  # [n, T, L, C]
+    residual = latent[:, 1:] - latent[:, :1]
+    rest = latent[:, 0]
+    canonical = cache["canonical"][:n].reshape(-1, cache["canonical"].shape[-1]).float()
+    log_mag = torch.log(cache["magnitude"][:n].float().clamp(min=1e-4))
+    stats = {
+        "residual_std": residual.reshape(-1, residual.shape[-1]).std(0).clamp(min=1e-4),
+        "latent_mean": rest.reshape(-1, rest.shape[-1]).mean(0),
+        "latent_std": rest.reshape(-1, rest.shape[-1]).std(0).clamp(min=1e-4),
+        "canonical_mean": canonical.mean(0),
+        "canonical_std": canonical.std(0).clamp(min=1e-3),
+        "log_magnitude_mean": log_mag.mean(),
+        "log_magnitude_std": log_mag.std().clamp(min=1e-3),
+        "motion_scale": cache["anchor_motion"][:n].float().std().clamp(min=1e-5),
+    }
+    for k, v in stats.items():
+        getattr(model, k).copy_(v)
+    return {k: v.tolist() if v.dim() else float(v) for k, v in stats.items()}
+
+
+# ------------------------------------------------------------------------- losses
+def geometry_forcing_losses(pred: Tensor, motion: Tensor) -> tuple[Tensor, Tensor]:
+    """Angular (1 − cos) and scale (squared norm error) alignment, frames 1.. only.
+
+    ``pred``/``motion`` [B, T, L, 3], motion already divided by the data's motion scale.
+    The angular term is weighted by the true displacement's norm (a near-static token
+    has no direction to align to).
+    """
+    p, f = pred[:, 1:], motion[:, 1:]
+    fn = f.norm(dim=-1)
+    cos = F.cosine_similarity(p, f, dim=-1, eps=1e-6)
+    weight = fn / fn.mean().clamp(min=1e-6)
+    angle = ((1 - cos) * weight).mean()
+    scale = (p.norm(dim=-1) - fn).pow(2).mean()
+    return angle, scale
+
+
+def dit_losses(model, cond: DiTConditions, latent: Tensor, motion: Tensor, train: DiTTrainConfig,
+               generator: torch.Generator) -> dict[str, Tensor]:
+    """Flow-matching loss and the auxiliary terms for one batch (model may be DDP-wrapped)."""
+    core = model.module if hasattr(model, "module") else model
+    B = latent.shape[0]
+    device = latent.device
+    x0 = core.to_residual(latent, cond.rest_latent)
+    x0[:, 0] = 0
+    t = torch.sigmoid(torch.randn(B, generator=generator)).to(device)  # logit-normal(0, 1)
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    xt = add_noise(x0, noise, t)
+    xt[:, 0] = 0  # the rest frame is known
+    drops = [torch.rand(B, generator=generator).to(device) < p for p in (train.p_drop_video, train.p_drop_canonical, train.p_drop_magnitude)]
+    ctx = core.encode_conditions(cond)
+    v, gf = model(xt, t, ctx, *drops, return_hidden=True) if core.gf_head is not None else (model(xt, t, ctx, *drops), None)
+    target = noise - x0
+    losses = {"flow": (v[:, 1:] - target[:, 1:]).pow(2).mean()}
+    true_mag = (torch.log(cond.magnitude.clamp(min=1e-4)) - core.log_magnitude_mean) / core.log_magnitude_std
+    losses["magnitude"] = (ctx.predicted_log_magnitude - true_mag).abs().mean()
+    total = losses["flow"] + train.w_magnitude * losses["magnitude"]
+    if gf is not None:
+        losses["gf_angle"], losses["gf_scale"] = geometry_forcing_losses(gf, motion / core.motion_scale)
+        total = total + train.w_gf_angle * losses["gf_angle"] + train.w_gf_scale * losses["gf_scale"]
+    losses["total"] = total
+    return losses
+
+
+# ------------------------------------------------------------------------- trainer
+class DiTTrainer:
+    def __init__(self, config: DiTConfig, train: DiTTrainConfig, cache: dict[str, Tensor], device="cpu"):
+        self.config, self.train, self.cache, self.device = config, train, cache, torch.device(device)
+        torch.manual_seed(train.seed)
+        self.model = GVFDiT(config).to(self.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr, weight_decay=train.weight_decay, betas=(0.9, 0.99))
+        self.step = 0
+        self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        self.distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        self.wrapped = (
+            torch.nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.distributed else self.model
+        )
+
+    def set_statistics(self) -> dict:
+        stats = fit_statistics(self.model, self.cache)
+        self.ema.load_state_dict(self.model.state_dict())
+        return stats
+
+    def lr_at(self, step: int) -> float:
+        t = self.train
+        if step < t.warmup_steps:
+            return t.lr * (step + 1) / t.warmup_steps
+        progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+        return t.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+    def batch(self, generator: torch.Generator) -> tuple[DiTConditions, Tensor, Tensor, int]:
+        n = len(self.cache["seed"])
+        index = torch.randint(n, (self.train.batch_size,), generator=generator)
+        T = int(self.train.frames[int(torch.randint(len(self.train.frames), (), generator=generator))])
+        T = min(T, self.cache["latent"].shape[1])
+        cond, latent = conditions_from_cache(self.cache, index, T, self.config.canonical_tokens)
+        motion = self.cache["anchor_motion"][index, :T].float()
+        return cond.to(self.device), latent.to(self.device), motion.to(self.device), T
+
+    def train_step(self) -> dict[str, float]:
+        gen = torch.Generator().manual_seed(hash((self.train.seed, self.rank, self.step)) & 0x7FFFFFFF)
+        cond, latent, motion, T = self.batch(gen)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else torch.autocast("cpu", enabled=False)
+        with autocast:
+            losses = dit_losses(self.wrapped, cond, latent, motion, self.train, gen)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train.grad_clip)
+        self.optimizer.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - self.train.ema_decay)
+        self.step += 1
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out.update(grad_norm=float(grad_norm), lr=self.lr_at(self.step - 1), frames=T)
+        return out
+
+    def save(self, out_dir) -> None:
+        from safetensors.torch import save_file
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_dit(self.ema, out_dir / "dit.safetensors", extra={"step": self.step, "train": self.train.to_dict()})
+        save_training_state(out_dir / "training_state.safetensors", self.step, self.optimizer, self.ema)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(out_dir / "training_model.safetensors"))
+
+    def resume(self, out_dir) -> bool:
+        from safetensors.torch import load_file
+
+        out_dir = Path(out_dir)
+        state = out_dir / "training_state.safetensors"
+        if not state.exists():
+            return False
+        self.model.load_state_dict(load_file(str(out_dir / "training_model.safetensors")))
+        self.step, _ = load_training_state(state, self.optimizer, self.ema)
+        return True
+
+
+def train_dit(data_dir, out_dir, preset: str = "tiny", train: DiTTrainConfig = DiTTrainConfig(), device: str = "cpu",
+              resume: bool = True, progress: bool = True, overrides: dict | None = None,
+              max_minutes: float | None = None, vae_config=None) -> Path:
+    """Train (or resume) a DiT on ``data_dir``'s encoded train split; returns the weights path.
+
+    ``vae_config`` (the VAE the latents came from) is checked against the DiT's L and C.
+    """
+    if preset not in DIT_PRESETS:
+        raise ValueError(f"unknown DiT preset {preset!r}; choose one of {sorted(DIT_PRESETS)}")
+    config = DIT_PRESETS[preset]
+    if overrides:
+        config = replace(config, **overrides)
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    if device == "cuda" and dist.is_available() and dist.is_initialized():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    cache_bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        cache_bar = tqdm(desc="dit cache", unit="clip", dynamic_ncols=True)
+
+    def cache_progress(done, total):
+        if cache_bar is not None:
+            cache_bar.total, cache_bar.n = total, done
+            cache_bar.refresh()
+
+    cache = build_cache(data_dir, "train", config.video_size, cache_progress)
+    if cache_bar is not None:
+        cache_bar.close()
+    L, C = cache["latent"].shape[2:]
+    if (L, C) != (config.num_latents, config.latent_channels):
+        raise ValueError(f"the encoded latents are [L={L}, C={C}] but the {preset} DiT expects "
+                         f"[{config.num_latents}, {config.latent_channels}]; encode with the matching VAE or pick another preset")
+    trainer = DiTTrainer(config, train, cache, device)
+    out_dir = Path(out_dir)
+    if not (resume and trainer.resume(out_dir)):
+        stats = trainer.set_statistics()
+        if rank == 0:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "statistics.json").write_text(json.dumps(stats, indent=2))
+    bar = None
+    if progress and rank == 0 and trainer.step < train.steps:
+        from tqdm import tqdm
+
+        bar = tqdm(total=train.steps, initial=trainer.step, desc="train dit", dynamic_ncols=True)
+    log = open(out_dir / "loss_log.jsonl", "a") if rank == 0 else None
+    start = time.perf_counter()
+    try:
+        while trainer.step < train.steps:
+            if max_minutes is not None and time.perf_counter() - start > 60.0 * max_minutes:
+                break
+            losses = trainer.train_step()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(flow=f"{losses['flow']:.4f}", T=losses["frames"])
+            if log is not None and trainer.step % train.log_every == 0:
+                log.write(json.dumps({"step": trainer.step, "seconds": time.perf_counter() - start, **losses}) + "\n")
+                log.flush()
+            if rank == 0 and trainer.step % train.checkpoint_every == 0:
+                trainer.save(out_dir)
+    finally:
+        if bar is not None:
+            bar.close()
+        if log is not None:
+            log.close()
+    if rank == 0:
+        trainer.save(out_dir)
+    return out_dir / "dit.safetensors"
+
+
+__all__ = ["DiTTrainConfig", "DiTTrainer", "build_cache", "conditions_from_cache", "dit_losses",
+           "fit_statistics", "geometry_forcing_losses", "train_dit"]
