@@ -270,3 +270,17 @@ def test_cli_animate_writes_everything_and_fails_cleanly(tmp_path, model_dir, ca
     rc = main(["animate", str(SAMPLE_ASSET), str(tmp_path / "blank"), "--out", str(tmp_path / "never"), "--model", str(model_dir)])
     assert rc == 2 and "no object" in capsys.readouterr().err
     assert not (tmp_path / "never").exists() and not list(tmp_path.glob(".never.partial-*"))
+
+
+def test_cancel_stops_the_job_and_writes_nothing(tmp_path, small_models):
+    from gvf_core.models.sampler import Cancelled
+
+    calls = []
+
+    def progress(stage, done, total):
+        calls.append(stage)
+
+    with pytest.raises(Cancelled):
+        animate(SAMPLE_ASSET, _blob_video(4), model=small_models, progress=progress, cancel=lambda: len(calls) >= 1,
+                **{**FAST, "steps": 3})
+    assert calls and all("diffusion" in c for c in calls)

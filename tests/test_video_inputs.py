@@ -109,7 +109,7 @@ def test_ray_embedding_hits_projected_points():
     origin = cams.centers  # [2, 3]
     torch.testing.assert_close(m, torch.cross(origin[:, None].expand_as(d), d, dim=-1), atol=1e-5, rtol=1e-5)
 
-    points = torch.tensor([[0.1, -0.2, 0.05], [-0.25, 0.1, 0.2], [0.0, 0.0, 0.0]])
+    points = torch.tensor([[0.1, -0.2, 0.05], [-0.25, 0.1, 0.2], [0.03, -0.02, 0.04]])  # off the cell edges
     fx = float(K[0, 0, 0])
     for c in range(2):
         uv = project(points, K[c], w2c[c], size)  # crop-side units
