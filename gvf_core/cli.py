@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=16)
     p.add_argument("--method", choices=("heun", "euler"), default="heun")
     p.add_argument("--guidance", type=float, default=2.0)
-    p.add_argument("--sweep-steps", action="store_true", help="instead: latent error against step count for euler and heun")
+    p.add_argument("--sweep-steps", action="store_true", help="instead: vertex error against step count for euler and heun")
+    p.add_argument("--no-images", action="store_true", help="skip the PSNR/SSIM renders (vertex error, jitter and flow loss only)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
     bench = sub.add_parser("bench", help="benchmarks that print figures").add_subparsers(dest="bench", required=True)
@@ -385,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             _ensure_split(args.data, "val")
             figures = evaluate_animate(args.data, model=args.model, limit=args.limit, steps=args.steps, method=args.method,
                                        guidance=args.guidance, sweep=args.sweep_steps, device=_device(args.device),
+                                       render_every=0 if args.no_images else 4,
                                        progress=_progress_bar("eval animate", enabled=not args.json))
             _print_figures(figures, args.json)
         elif args.command == "bench" and args.bench == "animate":

@@ -15,6 +15,9 @@ second difference / bbox diagonal; the ground truth's own figure is given too).
 
 ``sweep=True`` measures the sampler instead: vertex error and distance to a 64-step
 Heun solution (same noise) against the number of steps, for Euler and Heun.
+
+``flow_loss_val``: the DiT's flow-matching loss on the validation clips at fixed times
+t ∈ {0.1, 0.3, 0.5, 0.7, 0.9} and fixed noise (deterministic; used to compare training runs).
 """
 
 from __future__ import annotations
@@ -87,9 +90,38 @@ def _image_scores(pred, truth, cams: Cameras, size: int, frames) -> tuple[list, 
     return p_in, s_in, p_nv, s_nv
 
 
+@torch.no_grad()
+def flow_validation_loss(dit, data_dir, split: str = "val", limit: int | None = None,
+                         times=(0.1, 0.3, 0.5, 0.7, 0.9)) -> float:
+    """Mean flow-matching MSE (frames 1..T−1) over clips × ``times``, noise seeded per clip."""
+    from gvf_core.models.sampler import add_noise
+    from gvf_core.training.dit import build_cache, conditions_from_cache
+
+    cache = build_cache(data_dir, split, dit.config.video_size)
+    n = len(cache["seed"]) if limit is None else min(limit, len(cache["seed"]))
+    device = next(dit.parameters()).device
+    losses = []
+    for i in range(n):
+        cond, latent = conditions_from_cache(cache, torch.tensor([i]), cache["latent"].shape[1], dit.config.canonical_tokens)
+        cond, latent = cond.to(device), latent.to(device)
+        x0 = dit.to_residual(latent, cond.rest_latent)
+        x0[:, 0] = 0
+        ctx = dit.encode_conditions(cond)
+        gen = torch.Generator().manual_seed(int(cache["seed"][i]))
+        for t in times:
+            noise = torch.randn(x0.shape, generator=gen).to(device)
+            tt = torch.full((1,), t, device=device)
+            xt = add_noise(x0, noise, tt)
+            xt[:, 0] = 0
+            v = dit(xt, tt, ctx)
+            losses.append(float((v[:, 1:] - (noise - x0)[:, 1:]).pow(2).mean()))
+    return float(np.mean(losses))
+
+
 def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int = 16, method: str = "heun",
                      guidance: float = 2.0, sweep: bool = False, device: str = "cpu", render_every: int = 4,
                      progress=None, split: str = "val") -> dict:
+    """Figures on ``split`` (see the module docstring); ``render_every`` 0 skips the renders."""
     models = model if isinstance(model, Models) else load_models(model, device)
     if sweep:
         return sweep_steps(data_dir, models, limit if limit is not None else 8, guidance, split, progress)
@@ -121,7 +153,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
         truth_g = bound.gaussians_at(truth_v)
         cams = _views(arrays, meta)
         size_in = arrays["video"].shape[1]
-        frames = list(range(render_every, T, render_every))
+        frames = list(range(render_every, T, render_every)) if render_every > 0 else []
         for name, m in results.items():
             verts = rest.expand(T, -1, -1) if m is None else m.vertices
             rows[name].append(float((verts - truth_v).norm(dim=-1).mean() / diag))
@@ -143,17 +175,22 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
             continue
         out[name] = {
             "vertex_error": float(np.mean(rows[name])),
-            **{k: float(np.mean(v)) for k, v in images[name].items()},
+            **{k: float(np.mean(v)) for k, v in images[name].items() if v},
             "jitter": float(np.mean(jitter[name])),
         }
     out["ground_truth_jitter"] = float(np.mean(jitter["ground_truth"]))
     out["vertex_error_vs_static"] = out["model"]["vertex_error"] / max(out["static"]["vertex_error"], 1e-12)
+    out["flow_loss_val"] = flow_validation_loss(models.dit, data_dir, split, limit)
     return out
 
 
-def sweep_steps(data_dir, models: Models, limit: int, guidance: float, split: str = "val", progress=None) -> dict:
-    """Vertex error and distance to a 64-step Heun reference against steps, Euler vs Heun."""
-    settings = [("euler", s) for s in (2, 4, 8, 16, 32)] + [("heun", s) for s in (2, 4, 8, 16)]
+SWEEP = tuple([("euler", s) for s in (2, 4, 8, 16, 32)] + [("heun", s) for s in (2, 4, 8, 16)])
+
+
+def sweep_steps(data_dir, models: Models, limit: int, guidance: float, split: str = "val", progress=None,
+                settings=SWEEP, reference_steps: int = 64) -> dict:
+    """Vertex error and distance to a ``reference_steps`` Heun solution (same noise) against
+    steps, for Euler and Heun."""
     errors = {f"{m}-{s}": [] for m, s in settings}
     to_ref = {f"{m}-{s}": [] for m, s in settings}
     samples = list(_samples(data_dir, split, limit))
@@ -169,7 +206,7 @@ def sweep_steps(data_dir, models: Models, limit: int, guidance: float, split: st
         truth = torch.as_tensor(arrays["vertices"]).float()
         diag = float((rest.max(0).values - rest.min(0).values).norm())
         seed = int(meta["seed"])
-        ref = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(steps=64, method="heun", guidance_video=guidance), seed=seed)
+        ref = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(steps=reference_steps, method="heun", guidance_video=guidance), seed=seed)
         for m, s in settings:
             mo = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(steps=s, method=m, guidance_video=guidance), seed=seed)
             errors[f"{m}-{s}"].append(float((mo.vertices - truth).norm(dim=-1).mean() / diag))
@@ -177,7 +214,7 @@ def sweep_steps(data_dir, models: Models, limit: int, guidance: float, split: st
         if progress is not None:
             progress(n + 1, len(samples))
     return {
-        "samples": len(samples), "guidance_video": guidance, "reference": "heun-64",
+        "samples": len(samples), "guidance_video": guidance, "reference": f"heun-{reference_steps}",
         "settings": {k: {"model_calls": SamplerConfig(steps=int(k.split("-")[1]), method=k.split("-")[0]).model_calls,
                          "vertex_error": float(np.mean(errors[k])), "distance_to_reference": float(np.mean(to_ref[k]))}
                      for k in errors},
