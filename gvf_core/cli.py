@@ -11,6 +11,7 @@
     gvf eval vae [--model PATH] [--data DIR] [--json]   VAE reconstruction on the validation set
     gvf eval animate [--model DIR] [--data DIR] [--json]   generated motion on the validation set
     gvf bench animate [--json]           pipeline stage timings
+    gvf bench blender [--json]           Blender write-back times per output mode
     gvf bench render [--json]            renderer speed (torch backend vs dense reference, gsplat on CUDA)
     gvf bench data [--json]              data-engine samples per minute, by stage
 
@@ -209,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=6, help="samples for the per-stage breakdown (one process)")
     p.add_argument("--parallel-samples", type=int, default=32, help="samples for the parallel throughput figure")
     p.add_argument("--workers", type=int, default=None, help="processes for the parallel figure (default: one per core)")
+    p = bench.add_parser("blender", help="Blender write-back times per output mode (runs bpy in a subprocess)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--vertices", type=int, default=100_000)
+    p.add_argument("--repeats", type=int, default=3)
     p = bench.add_parser("animate", help="pipeline stage timings (24 frames, shipped tiny model; paper preset too on CUDA)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--frames", type=int, default=24)
@@ -312,6 +318,24 @@ def _animate(args) -> None:
     print(f"wrote {anim.num_frames} frames × {anim.vertices.shape[1]} vertices to {out}")
 
 
+def _bench_blender(args) -> dict:
+    """gvf_core never imports bpy: the write-back benchmark runs in a child Python that has it."""
+    import subprocess
+
+    from gvf_core.data.imported import bpy_available
+
+    if not bpy_available():
+        raise RuntimeError("gvf bench blender needs the bpy module in this Python: pip install -e \".[blender]\"")
+    cmd = [sys.executable, "-m", "gvf_addon.bench_writeback", "--json", "--frames", str(args.frames),
+           "--vertices", str(args.vertices), "--repeats", str(args.repeats)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    if done.returncode != 0:
+        raise RuntimeError(f"the write-back benchmark failed:\n{done.stderr[-2000:]}")
+    out = done.stdout
+    start = 0 if out.startswith("{") else out.find("\n{") + 1  # bpy may log lines before the JSON
+    return json.loads(out[start:])
+
+
 def _data_make(args) -> None:
     from gvf_core.data.make import load_asset_pool, make_dataset
     from gvf_core.data.sample import SampleConfig
@@ -389,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                                        render_every=0 if args.no_images else 4,
                                        progress=_progress_bar("eval animate", enabled=not args.json))
             _print_figures(figures, args.json)
+        elif args.command == "bench" and args.bench == "blender":
+            _print_figures(_bench_blender(args), args.json)
         elif args.command == "bench" and args.bench == "animate":
             from gvf_core.bench.animate import run
 

@@ -398,3 +398,14 @@ def test_materials_rename_and_duplicates():
     assert new.name == "Renamed.gvf" and new["gvf_source"] == "Renamed"
     assert kept.name in bpy.data.objects and "Src.gvf" not in bpy.data.objects
     np.testing.assert_allclose(read_back(bpy.context.scene, kept, 2), _animation(rest)[1], atol=ATOL)
+
+
+def test_gvf_bench_blender_prints_one_json_object(capsys):
+    pytest.importorskip("bpy")
+    import json as _json
+
+    from gvf_core.cli import main
+
+    assert main(["bench", "blender", "--json", "--frames", "3", "--vertices", "400", "--repeats", "1"]) == 0
+    figures = _json.loads(capsys.readouterr().out)
+    assert figures["frames"] == 3 and figures["vertices"] >= 400
