@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", default="16,24", help="comma-separated clip lengths drawn per step (each >= 16; default 16,24)")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--no-geometry-forcing", action="store_true", help="train without the Geometry-Forcing head and loss")
+    p.add_argument("--high-noise-fraction", type=float, default=0.5, help="share of flow times drawn from U(0.8, 1) (default 0.5)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this much wall time; re-run to resume")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -290,7 +291,8 @@ def _train_dit(args) -> None:
     frames = tuple(int(f) for f in args.frames.split(","))
     if min(frames) < 16:
         raise ValueError(f"--frames: clips of at least 16 frames, got {args.frames}")
-    train = DiTTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, frames=frames, seed=args.seed)
+    train = DiTTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, frames=frames, seed=args.seed,
+                           high_noise_fraction=args.high_noise_fraction)
     overrides = {"geometry_forcing": False} if args.no_geometry_forcing else None
     rank = dist.get_rank() if dist.is_initialized() else 0
     try:

@@ -232,3 +232,14 @@ def test_ddp_ranks_stay_in_sync(tmp_path, cache):
         if v.is_floating_point() and not k.endswith(("_std", "_mean", "motion_scale")):
             moved += int(not torch.equal(v, init[k]))
     assert moved > 10
+
+
+def test_training_times_cover_the_high_noise_end():
+    from gvf_core.training.dit import sample_times
+
+    gen = torch.Generator().manual_seed(0)
+    t = sample_times(20000, 0.5, gen)
+    assert float(t.min()) > 0 and float(t.max()) < 1
+    assert 0.11 < float((t > 0.95).float().mean()) < 0.14  # a quarter of the U(0.8, 1) half: 12.5 %
+    t0 = sample_times(20000, 0.0, torch.Generator().manual_seed(0))
+    assert float((t0 > 0.95).float().mean()) < 0.01  # logit-normal alone hardly ever gets there
