@@ -1,0 +1,27 @@
+"""gvf bench animate and gvf demo with the shipped model (a few frames, one step: plumbing, not speed)."""
+
+import json
+
+from gvf_core.cli import main
+from gvf_core.pipeline.core import SHIPPED_MODEL, load_models
+
+
+def test_shipped_model_loads_and_belongs_together():
+    models = load_models()
+    assert models.dit.config.num_latents == models.vae.config.num_latents == 128
+    assert (SHIPPED_MODEL / "dit.safetensors").stat().st_size < 16e6
+
+
+def test_bench_animate_prints_stage_timings(capsys):
+    assert main(["bench", "animate", "--json", "--frames", "4", "--steps", "1", "--device", "cpu"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    stages = figures["tiny"]["stages_s"]
+    assert figures["tiny"]["frames"] == 4
+    assert {"read_inputs", "load_models", "canonical", "conditions", "diffusion", "decode", "vertices", "total"} <= set(stages)
+
+
+def test_demo_writes_the_animation(tmp_path):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--steps", "1", "--device", "cpu"]) == 0
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["frames"] == 36 and report["vertices"] == 196 and report["segments"] == 2
+    assert (tmp_path / "demo" / "preview.mp4").stat().st_size > 0
