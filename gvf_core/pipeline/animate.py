@@ -281,11 +281,12 @@ def extend(
     Animation with the old frames (blended over the overlap) followed by the new ones.
     The input animation is not modified."""
     t_start = time.perf_counter()
-    clip = read_driving_video(more_video) if not isinstance(more_video, np.ndarray) or len(more_video) >= 2 else None
-    if clip is None:  # a single extra frame is a valid continuation
-        frames_new = np.asarray(more_video, dtype=np.uint8)
-        source = "<frames>"
+    if isinstance(more_video, np.ndarray):  # frames: even a single extra frame continues the clip
+        frames_new, source = np.asarray(more_video, dtype=np.uint8), "<frames>"
+        if frames_new.ndim != 4 or len(frames_new) == 0 or frames_new.shape[-1] not in (3, 4):
+            raise InputError(f"more_video frames must be uint8 [T >= 1, H, W, 3 or 4], got shape {frames_new.shape}")
     else:
+        clip = read_driving_video(more_video)
         frames_new, source = clip.frames, clip.source
     if frames_new.shape[1:3] != animation.video.shape[1:3]:
         raise InputError(f"{source}: frames are {frames_new.shape[2]}×{frames_new.shape[1]} but the animation's video is "
