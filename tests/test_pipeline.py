@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from gvf_core.cameras import Cameras, camera_to_json
+from gvf_core.cameras import camera_to_json
 from gvf_core.demo import SAMPLE_ASSET
 from gvf_core.mesh import load_mesh
 from gvf_core.models.checkpoint import CheckpointError
