@@ -59,6 +59,18 @@ def _samples(data_dir, split: str, limit: int | None):
                 count += 1
 
 
+def _clip_inputs(arrays: dict, meta: dict, models: Models):
+    """(bound Gaussians, rest vertices, the VAE's rest points, video inputs, camera) of a stored clip,
+    prepared exactly as in training (the first P of the clip's surface points)."""
+    P = models.vae.config.num_points
+    rest = torch.as_tensor(arrays["rest_vertices"]).float()
+    faces = torch.as_tensor(arrays["faces"]).long()
+    tri = rest[faces[torch.as_tensor(arrays["pts_face_idx"][:P]).long()]]
+    rest_points = (torch.as_tensor(arrays["pts_bary"][:P]).float()[:, :, None] * tri).sum(1)
+    video = prepare_video(arrays["video"], arrays["camera_K"], models.dit.config.video_size, source=f"clip {meta['seed']}")
+    return bound_from_sample(arrays), rest, rest_points, video, torch.as_tensor(arrays["camera_w2c"]).float()
+
+
 def _views(arrays: dict, meta: dict) -> Cameras:
     """The input camera and four novel orbit views at its elevation, distance and fov."""
     size = arrays["video"].shape[1]
@@ -133,14 +145,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
     seconds = []
     total = limit if limit is not None else None
     for n, (arrays, meta, stored) in enumerate(_samples(data_dir, split, limit)):
-        bound = bound_from_sample(arrays)
-        P = models.vae.config.num_points
-        faces = torch.as_tensor(arrays["faces"]).long()
-        rest = torch.as_tensor(arrays["rest_vertices"]).float()
-        tri = rest[faces[torch.as_tensor(arrays["pts_face_idx"][:P]).long()]]
-        rest_points = (torch.as_tensor(arrays["pts_bary"][:P]).float()[:, :, None] * tri).sum(1)
-        video = prepare_video(arrays["video"], arrays["camera_K"], models.dit.config.video_size, source=f"val {meta['seed']}")
-        w2c = torch.as_tensor(arrays["camera_w2c"]).float()
+        bound, rest, rest_points, video, w2c = _clip_inputs(arrays, meta, models)
         t0 = time.perf_counter()
         motion = generate_motion(models, bound, rest_points, video, w2c, sampler, seed=int(meta["seed"]))
         seconds.append(time.perf_counter() - t0)
@@ -195,14 +200,7 @@ def sweep_steps(data_dir, models: Models, limit: int, guidance: float, split: st
     to_ref = {f"{m}-{s}": [] for m, s in settings}
     samples = list(_samples(data_dir, split, limit))
     for n, (arrays, meta, _) in enumerate(samples):
-        bound = bound_from_sample(arrays)
-        P = models.vae.config.num_points
-        rest = torch.as_tensor(arrays["rest_vertices"]).float()
-        faces = torch.as_tensor(arrays["faces"]).long()
-        tri = rest[faces[torch.as_tensor(arrays["pts_face_idx"][:P]).long()]]
-        rest_points = (torch.as_tensor(arrays["pts_bary"][:P]).float()[:, :, None] * tri).sum(1)
-        video = prepare_video(arrays["video"], arrays["camera_K"], models.dit.config.video_size)
-        w2c = torch.as_tensor(arrays["camera_w2c"]).float()
+        bound, rest, rest_points, video, w2c = _clip_inputs(arrays, meta, models)
         truth = torch.as_tensor(arrays["vertices"]).float()
         diag = float((rest.max(0).values - rest.min(0).values).norm())
         seed = int(meta["seed"])

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gvf_core.models.checkpoint import load_training_state, save_training_state
+from gvf_core.training.schedule import warmup_cosine
 from gvf_core.models.dit import DIT_PRESETS, DiTConditions, DiTConfig, GVFDiT, save_dit
 from gvf_core.models.sampler import add_noise
 from gvf_core.models.video_inputs import prepare_video
@@ -247,10 +247,7 @@ class DiTTrainer:
 
     def lr_at(self, step: int) -> float:
         t = self.train
-        if step < t.warmup_steps:
-            return t.lr * (step + 1) / t.warmup_steps
-        progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
-        return t.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+        return warmup_cosine(step, t.lr, t.warmup_steps, t.steps)
 
     def batch(self, generator: torch.Generator) -> tuple[DiTConditions, Tensor, Tensor, int]:
         n = len(self.cache["seed"])

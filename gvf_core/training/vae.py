@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from torch import Tensor
 from gvf_core.cameras import Cameras
 from gvf_core.metrics import ssim
 from gvf_core.models.checkpoint import load_training_state, save_training_state
+from gvf_core.training.schedule import warmup_cosine
 from gvf_core.models.vae import (
     VAE_PRESETS, GVFVAE, VAEConfig, apply_deltas, interpolate, kl_divergence, load_vae, save_vae,
 )
@@ -164,10 +164,7 @@ class VAETrainer:
 
     def lr_at(self, step: int) -> float:
         t = self.train
-        if step < t.warmup_steps:
-            return t.lr * (step + 1) / t.warmup_steps
-        progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
-        return t.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+        return warmup_cosine(step, t.lr, t.warmup_steps, t.steps)
 
     def prepare(self, samples: list[dict]) -> tuple[VAEBatch, Tensor | None]:
         c, t = self.config, self.train
