@@ -255,22 +255,17 @@ def _ensure_split(data_dir, split: str) -> None:
     make_dataset(path, split=split, config=SampleConfig(), progress=_progress_bar(f"{split} samples"))
 
 
-def _train_vae(args) -> None:
+def _run_training(train_fn, device: str) -> None:
+    """Run ``train_fn(device)`` in one process or as a torchrun rank (gloo on CPU, nccl on CUDA)."""
     import os
 
     import torch.distributed as dist
 
-    from gvf_core.training.vae import VAETrainConfig, train_vae
-
-    device = _device(args.device)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device == "cuda" else "gloo")
-    train = VAETrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, frames_per_sample=args.frames,
-                           gaussians_per_sample=args.gaussians, seed=args.seed)
     rank = dist.get_rank() if dist.is_initialized() else 0
     try:
-        path = train_vae(args.data, args.out, preset=args.preset, train=train, device=device,
-                         resume=not args.no_resume, max_minutes=args.max_minutes)
+        path = train_fn(device)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -278,31 +273,27 @@ def _train_vae(args) -> None:
         print(f"wrote {path}")
 
 
+def _train_vae(args) -> None:
+    from gvf_core.training.vae import VAETrainConfig, train_vae
+
+    train = VAETrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, frames_per_sample=args.frames,
+                           gaussians_per_sample=args.gaussians, seed=args.seed)
+    _run_training(lambda device: train_vae(args.data, args.out, preset=args.preset, train=train, device=device,
+                                           resume=not args.no_resume, max_minutes=args.max_minutes), _device(args.device))
+
+
 def _train_dit(args) -> None:
-    import os
-
-    import torch.distributed as dist
-
     from gvf_core.training.dit import DiTTrainConfig, train_dit
 
-    device = _device(args.device)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device == "cuda" else "gloo")
     frames = tuple(int(f) for f in args.frames.split(","))
     if min(frames) < 16:
         raise ValueError(f"--frames: clips of at least 16 frames, got {args.frames}")
     train = DiTTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, frames=frames, seed=args.seed,
                            high_noise_fraction=args.high_noise_fraction)
     overrides = {"geometry_forcing": False} if args.no_geometry_forcing else None
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    try:
-        path = train_dit(args.data, args.out, preset=args.preset, train=train, device=device, resume=not args.no_resume,
-                         max_minutes=args.max_minutes, overrides=overrides)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    if rank == 0:
-        print(f"wrote {path}")
+    _run_training(lambda device: train_dit(args.data, args.out, preset=args.preset, train=train, device=device,
+                                           resume=not args.no_resume, max_minutes=args.max_minutes, overrides=overrides),
+                  _device(args.device))
 
 
 def _animate(args) -> None:

@@ -31,11 +31,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from gvf_core.models.checkpoint import load_training_state, save_training_state
-from gvf_core.training.schedule import warmup_cosine
 from gvf_core.models.dit import DIT_PRESETS, DiTConditions, DiTConfig, GVFDiT, save_dit
 from gvf_core.models.sampler import add_noise
 from gvf_core.models.video_inputs import prepare_video
+from gvf_core.training.common import autocast_for, optimize, resume_checkpoint, save_checkpoint, warmup_cosine
 
 CACHE_FORMAT = "1"
 
@@ -261,41 +260,24 @@ class DiTTrainer:
     def train_step(self) -> dict[str, float]:
         gen = torch.Generator().manual_seed(hash((self.train.seed, self.rank, self.step)) & 0x7FFFFFFF)
         cond, latent, motion, T = self.batch(gen)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.step)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else torch.autocast("cpu", enabled=False)
-        with autocast:
+        with autocast_for(self.device):
             losses = dit_losses(self.wrapped, cond, latent, motion, self.train, gen)
-        self.optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train.grad_clip)
-        self.optimizer.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - self.train.ema_decay)
+        grad_norm = optimize(losses["total"], self.model, self.ema, self.optimizer, self.lr_at(self.step),
+                             self.train.grad_clip, self.train.ema_decay)
         self.step += 1
         out = {k: float(v.detach()) for k, v in losses.items()}
-        out.update(grad_norm=float(grad_norm), lr=self.lr_at(self.step - 1), frames=T)
+        out.update(grad_norm=grad_norm, lr=self.lr_at(self.step - 1), frames=T)
         return out
 
     def save(self, out_dir) -> None:
-        from safetensors.torch import save_file
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_dit(self.ema, out_dir / "dit.safetensors", extra={"step": self.step, "train": self.train.to_dict()})
-        save_training_state(out_dir / "training_state.safetensors", self.step, self.optimizer, self.ema)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(out_dir / "training_model.safetensors"))
+        save_checkpoint(out_dir, self.step, self.model, self.ema, self.optimizer,
+                        lambda d: save_dit(self.ema, d / "dit.safetensors", extra={"step": self.step, "train": self.train.to_dict()}))
 
     def resume(self, out_dir) -> bool:
-        from safetensors.torch import load_file
-
-        out_dir = Path(out_dir)
-        state = out_dir / "training_state.safetensors"
-        if not state.exists():
-            return False
-        self.model.load_state_dict(load_file(str(out_dir / "training_model.safetensors")))
-        self.step, _ = load_training_state(state, self.optimizer, self.ema)
-        return True
+        step = resume_checkpoint(out_dir, self.model, self.ema, self.optimizer)
+        if step is not None:
+            self.step = step
+        return step is not None
 
 
 def train_dit(data_dir, out_dir, preset: str = "tiny", train: DiTTrainConfig = DiTTrainConfig(), device: str = "cpu",

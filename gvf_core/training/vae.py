@@ -21,13 +21,12 @@ from torch import Tensor
 
 from gvf_core.cameras import Cameras
 from gvf_core.metrics import ssim
-from gvf_core.models.checkpoint import load_training_state, save_training_state
-from gvf_core.training.schedule import warmup_cosine
 from gvf_core.models.vae import (
     VAE_PRESETS, GVFVAE, VAEConfig, apply_deltas, interpolate, kl_divergence, load_vae, save_vae,
 )
 from gvf_core.models.vae_inputs import VAEBatch, prepare_sample, stack
 from gvf_core.render import rasterize
+from gvf_core.training.common import autocast_for, optimize, resume_checkpoint, save_checkpoint, warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -184,44 +183,27 @@ class VAETrainer:
 
     def train_step(self, samples: list[dict]) -> dict[str, float]:
         batch, noise = self.prepare(samples)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.step)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else torch.autocast("cpu", enabled=False)
-        with autocast:
+        with autocast_for(self.device):
             losses = vae_losses(self.wrapped, batch, self.config, noise, self.train.render_size,
                                 torch.Generator().manual_seed(hash((self.train.seed, self.step)) & 0x7FFFFFFF))
-        self.optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train.grad_clip)
-        self.optimizer.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - self.train.ema_decay)
+        grad_norm = optimize(losses["total"], self.model, self.ema, self.optimizer, self.lr_at(self.step),
+                             self.train.grad_clip, self.train.ema_decay)
         self.step += 1
         out = {k: float(v.detach()) for k, v in losses.items()}
-        out["grad_norm"] = float(grad_norm)
+        out["grad_norm"] = grad_norm
         out["lr"] = self.lr_at(self.step - 1)
         return out
 
     # checkpoints ------------------------------------------------------------------
     def save(self, out_dir) -> None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_vae(self.ema, out_dir / "vae.safetensors", extra={"step": self.step, "train": self.train.to_dict()})
-        save_training_state(out_dir / "training_state.safetensors", self.step, self.optimizer, self.ema)
-        from safetensors.torch import save_file
-
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(out_dir / "training_model.safetensors"))
+        save_checkpoint(out_dir, self.step, self.model, self.ema, self.optimizer,
+                        lambda d: save_vae(self.ema, d / "vae.safetensors", extra={"step": self.step, "train": self.train.to_dict()}))
 
     def resume(self, out_dir) -> bool:
-        out_dir = Path(out_dir)
-        state = out_dir / "training_state.safetensors"
-        if not state.exists():
-            return False
-        from safetensors.torch import load_file
-
-        self.model.load_state_dict(load_file(str(out_dir / "training_model.safetensors")))
-        self.step, _ = load_training_state(state, self.optimizer, self.ema)
-        return True
+        step = resume_checkpoint(out_dir, self.model, self.ema, self.optimizer)
+        if step is not None:
+            self.step = step
+        return step is not None
 
 
 def _batches(root, split: str, batch_size: int, seed: int):
