@@ -24,8 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from gvf_core import camera_math
 
 
 @dataclass
@@ -76,26 +79,13 @@ class Cameras:
     @staticmethod
     def intrinsics(width: int, height: int, fov_deg: float, dtype=torch.float32) -> Tensor:
         """[3, 3] intrinsics with ``fov_deg`` across the larger image side, centred."""
-        f = 0.5 * max(width, height) / math.tan(math.radians(fov_deg) / 2)
-        return torch.tensor([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], dtype=dtype)
+        return torch.as_tensor(camera_math.intrinsics(width, height, fov_deg), dtype=dtype)
 
     @staticmethod
     def look_at_matrix(eye, target, up=(0.0, 0.0, 1.0), dtype=torch.float32) -> Tensor:
         """[4, 4] world-to-camera matrix of a camera at ``eye`` looking at ``target``."""
-        eye = torch.as_tensor(eye, dtype=torch.float64)
-        target = torch.as_tensor(target, dtype=torch.float64)
-        up = torch.as_tensor(up, dtype=torch.float64)
-        forward = torch.nn.functional.normalize(target - eye, dim=0)
-        right = torch.linalg.cross(forward, up)
-        if right.norm() < 1e-9:  # looking straight along `up`: pick any perpendicular
-            right = torch.linalg.cross(forward, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
-        right = torch.nn.functional.normalize(right, dim=0)
-        down = torch.linalg.cross(forward, right)
-        R = torch.stack([right, down, forward])  # rows: camera axes in world coordinates
-        M = torch.eye(4, dtype=torch.float64)
-        M[:3, :3] = R
-        M[:3, 3] = -R @ eye
-        return M.to(dtype)
+        as_np = (lambda v: v.detach().cpu().double().numpy() if isinstance(v, Tensor) else np.asarray(v, np.float64))
+        return torch.as_tensor(camera_math.look_at(as_np(eye), as_np(target), as_np(up)), dtype=dtype)
 
     @classmethod
     def orbit(
@@ -110,13 +100,11 @@ class Cameras:
         dtype=torch.float32,
     ) -> "Cameras":
         """Cameras on a circle around ``target`` (Z up), one per azimuth."""
-        target_t = torch.as_tensor(target, dtype=torch.float64)
-        el = math.radians(elevation_deg)
+        target_np = np.asarray(target, dtype=np.float64)
         mats = []
         for az_deg in torch.as_tensor(azimuths_deg, dtype=torch.float64).reshape(-1).tolist():
-            az = math.radians(az_deg)
-            offset = torch.tensor([math.sin(az) * math.cos(el), -math.cos(az) * math.cos(el), math.sin(el)], dtype=torch.float64)
-            mats.append(cls.look_at_matrix(target_t + distance * offset, target_t, dtype=dtype))
+            eye = target_np + distance * camera_math.orbit_offset(az_deg, elevation_deg)
+            mats.append(torch.as_tensor(camera_math.look_at(eye, target_np), dtype=dtype))
         K = cls.intrinsics(width, height, fov_deg, dtype=dtype)
         return cls(K.expand(len(mats), 3, 3).clone(), torch.stack(mats))
 

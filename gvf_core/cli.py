@@ -9,7 +9,7 @@
     gvf train dit --preset tiny --data DIR --out DIR    train the diffusion transformer on encoded latents
     gvf animate MESH VIDEO --out DIR     animate a mesh from a driving video (vertices, PC2, PLYs, preview)
     gvf eval vae [--model PATH] [--data DIR] [--json]   VAE reconstruction on the validation set
-    gvf eval animate [--model DIR] [--data DIR] [--json]   generated motion on the validation set
+    gvf eval animate [--model DIR] [--data DIR] [--refine fast|best] [--json]   generated motion on the validation set
     gvf bench animate [--json]           pipeline stage timings
     gvf bench blender [--json]           Blender write-back times per output mode
     gvf bench render [--json]            renderer speed (torch backend vs dense reference, gsplat on CUDA)
@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=16, help="sampler steps (default 16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--refine", choices=("auto", "off", "fast", "best"), default="auto",
+                   help="test-time refinement (auto: fast on a GPU, off on the CPU)")
+    p.add_argument("--no-blend", action="store_true", help="skip animated.blend (written when the bpy module is installed)")
 
     p = sub.add_parser("canonical", help="mesh -> canonical Gaussians: PLY + turntable")
     p.add_argument("mesh", help="mesh file (.obj, .ply, .stl, .glb, .gltf)")
@@ -176,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=2.0, help="video guidance scale (default 2)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--model", default=None, help="model folder with vae.safetensors and dit.safetensors (default: shipped tiny)")
+    p.add_argument("--refine", choices=("auto", "off", "fast", "best"), default="auto",
+                   help="test-time refinement of the motion against the video (auto: fast on a GPU, off on the CPU)")
     p.add_argument("--no-preview", action="store_true", help="skip preview.mp4")
 
     ev = sub.add_parser("eval", help="evaluations that print figures").add_subparsers(dest="eval", required=True)
@@ -196,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--sweep-steps", action="store_true", help="instead: vertex error against step count for euler and heun")
     p.add_argument("--no-images", action="store_true", help="skip the PSNR/SSIM renders (vertex error, jitter and flow loss only)")
+    p.add_argument("--refine", choices=("off", "fast", "best"), default="off",
+                   help="also refine each motion against its video and report it beside the unrefined one")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
     bench = sub.add_parser("bench", help="benchmarks that print figures").add_subparsers(dest="bench", required=True)
@@ -304,11 +311,28 @@ def _animate(args) -> None:
     try:
         anim = animate(args.mesh, args.video, camera=args.camera, frames=args.frames, steps=args.steps, seed=args.seed,
                        strength=args.strength, device=args.device, progress=bar, model=args.model, method=args.method,
-                       guidance_video=args.guidance)
+                       guidance_video=args.guidance, refine=args.refine)
         out = write_outputs(anim, args.out, preview=not args.no_preview, progress=bar)
     finally:
         bar.close()
     print(f"wrote {anim.num_frames} frames × {anim.vertices.shape[1]} vertices to {out}")
+
+
+def _demo_blend(args) -> None:
+    """animated.blend beside the demo's outputs, built by the add-on's write-back in a child
+    Python with bpy (gvf_core itself never imports bpy)."""
+    import subprocess
+
+    from gvf_core.data.imported import bpy_available
+
+    if not bpy_available():
+        print("no animated.blend: the bpy module is not installed (pip install -e \".[blender]\")")
+        return
+    cmd = [sys.executable, "-m", "gvf_addon.demo_blend", str(args.out), str(args.mesh), str(args.video)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    if done.returncode != 0:
+        raise RuntimeError(f"writing animated.blend failed:\n{done.stderr[-2000:]}")
+    print(f"wrote {Path(args.out) / 'animated.blend'} (open it in Blender and press play)")
 
 
 def _bench_blender(args) -> dict:
@@ -358,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
             args.mesh, args.video, args.camera, args.frames, args.strength = SAMPLE_ASSET, SAMPLE_VIDEO, None, None, 1.0
             args.method, args.guidance, args.model, args.no_preview = "heun", 2.0, None, False
             _animate(args)
+            if not args.no_blend:
+                _demo_blend(args)
         elif args.command == "canonical":
             from gvf_core.demo import canonical_turntable
 
@@ -403,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             _ensure_split(args.data, "val")
             figures = evaluate_animate(args.data, model=args.model, limit=args.limit, steps=args.steps, method=args.method,
                                        guidance=args.guidance, sweep=args.sweep_steps, device=_device(args.device),
-                                       render_every=0 if args.no_images else 4,
+                                       render_every=0 if args.no_images else 4, refine=args.refine,
                                        progress=_progress_bar("eval animate", enabled=not args.json))
             _print_figures(figures, args.json)
         elif args.command == "bench" and args.bench == "blender":

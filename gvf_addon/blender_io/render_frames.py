@@ -18,13 +18,7 @@ tracks, either ``vertices`` [T, V, 3] or the ``clip_{i}_vertices`` written by
 "Standard" view transform). Workbench: studio lighting, vertex colours, ~0.1 s a frame.
 Cycles: CPU, a few samples, a sun plus grey ambient light, vertex colours as base colour.
 
-OpenCV -> Blender camera, the one place this conversion happens:
-- pose: Blender's camera looks down its -Z with +Y up, OpenCV's down +Z with +Y down, so
-  ``matrix_world = inverse(world_to_camera) @ diag(1, -1, -1, 1)``;
-- intrinsics, with ``sensor_fit = 'HORIZONTAL'`` (Blender then measures lens and shift
-  against the image width W): ``lens = fx * sensor_width / W``,
-  ``shift_x = (W / 2 - cx) / W``, ``shift_y = (cy - H / 2) / W``. Square pixels only
-  (``fx == fy``). Blender, like the conventions, puts pixel centres at +0.5.
+The OpenCV -> Blender camera conversion is :mod:`gvf_addon.camera`.
 
 Errors exit with code 2 and one line ``GVF_ERROR: <file>: <reason>`` on stderr.
 """
@@ -39,9 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..camera import apply_opencv_camera, matrix_world_from_world_to_camera
 from . import ERROR_PREFIX
-
-SENSOR_WIDTH = 36.0
 
 
 class RenderError(Exception):
@@ -113,11 +106,6 @@ def _read_tracks(data, clip: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | 
     return vertices, faces, colors
 
 
-def camera_matrix_world(world_to_camera: np.ndarray) -> np.ndarray:
-    """[4, 4] Blender camera ``matrix_world`` of an OpenCV world-to-camera matrix."""
-    return np.linalg.inv(world_to_camera) @ np.diag([1.0, -1.0, -1.0, 1.0])
-
-
 def render(vertices, faces, colors, camera: dict, out_dir: Path, engine: str = "workbench", samples: int = 16) -> list[Path]:
     """Render every frame of ``vertices`` [T, V, 3]; returns the PNG paths."""
     import bpy
@@ -144,17 +132,13 @@ def render(vertices, faces, colors, camera: dict, out_dir: Path, engine: str = "
 
     cam_data = bpy.data.cameras.new("gvf_camera")
     W, H = camera["width"], camera["height"]
-    cam_data.sensor_fit = "HORIZONTAL"
-    cam_data.sensor_width = SENSOR_WIDTH
-    cam_data.lens = camera["fx"] * SENSOR_WIDTH / W
-    cam_data.shift_x = (W / 2.0 - camera["cx"]) / W
-    cam_data.shift_y = (camera["cy"] - H / 2.0) / W
+    apply_opencv_camera(cam_data, camera)
     w2c = camera["world_to_camera"]
     depth = (vertices.reshape(-1, 3) @ w2c[2, :3]) + w2c[2, 3]
     cam_data.clip_start = float(max(1e-4, 0.5 * depth.min())) if depth.min() > 0 else 1e-3
     cam_data.clip_end = float(max(2.0 * depth.max(), cam_data.clip_start * 10.0))
     cam_obj = bpy.data.objects.new("gvf_camera", cam_data)
-    cam_obj.matrix_world = camera_matrix_world(w2c).T.tolist()  # mathutils takes rows
+    cam_obj.matrix_world = matrix_world_from_world_to_camera(w2c).T.tolist()  # mathutils takes rows
     scene.collection.objects.link(cam_obj)
     scene.camera = cam_obj
 

@@ -24,12 +24,21 @@ REQUIREMENTS = {
 
 
 def gvf_core_root() -> Path | None:
-    """The folder that holds the add-on's copy of ``gvf_core`` (the repository root, or the
-    add-on folder when gvf_core is bundled inside it); None when there is no copy beside us."""
+    """The folder that holds the add-on's copy of ``gvf_core``: the repository root, the add-on
+    folder when gvf_core is bundled inside it, or the site-packages folder the extension's
+    wheel was installed into; None when there is no copy to be found."""
     here = Path(__file__).resolve()
     for folder in (here.parents[1], here.parents[2]):
         if (folder / "gvf_core" / "__init__.py").is_file():
             return folder
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("gvf_core")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        return Path(spec.origin).resolve().parents[1]
     return None
 
 

@@ -39,7 +39,9 @@ class AnimateRequest:
     camera: dict | None = None
     """Camera JSON (docs/pipeline.md); None = the default front camera."""
     frames: int | None = None
-    """How many video frames to use; None = all."""
+    """How many video frames to use; None = all (from first_frame on)."""
+    first_frame: int = 0
+    """The first video frame used (0 = the video's first)."""
     steps: int = 16
     seed: int = 0
     strength: float = 1.0
@@ -71,6 +73,12 @@ class ExtendRequest:
     more_video_path: str
     source_job_id: str | None = None
     state_path: str | None = None
+    first_frame: int = 0
+    """The first frame of more_video to use."""
+    frames: int | None = None
+    """How many frames of more_video to use; None = all (from first_frame on)."""
+    refine: str | None = None
+    """Refinement of the new frames (auto | off | fast | best); None = the animation's own setting."""
     steps: int | None = None
     """None = the steps the animation was made with."""
     seed: int | None = None

@@ -223,7 +223,7 @@ class Worker:
     def _animate(self, req: P.AnimateRequest, cancel, progress) -> P.ResultEvent:
         from gvf_core.pipeline import AnimateSettings, animate
         from gvf_core.pipeline.core import resolve_device
-        from gvf_core.pipeline.inputs import read_driving_video, read_mesh
+        from gvf_core.pipeline.inputs import read_mesh
 
         explicit = {"steps", "seed", "strength"}
         allowed = [f for f in AnimateSettings.__dataclass_fields__ if f not in explicit]
@@ -233,7 +233,7 @@ class Worker:
         device = resolve_device(req.device)
         # inputs are read and checked before the models load, so a bad input is reported first
         mesh = read_mesh(_read_mesh(req.mesh_path))
-        clip = read_driving_video(req.video_path, max_frames=req.frames)
+        clip = _read_clip(req.video_path, req.first_frame, req.frames)
         models = self._load_models(req.model_dir, device, progress)
         anim = animate(mesh, clip, camera=req.camera, frames=req.frames, steps=req.steps, seed=req.seed,
                        strength=req.strength, device=device, progress=progress, cancel=cancel, model=models, **req.options)
@@ -242,7 +242,6 @@ class Worker:
     def _extend(self, req: P.ExtendRequest, cancel, progress) -> P.ResultEvent:
         from gvf_core.pipeline import extend
         from gvf_core.pipeline.core import resolve_device
-        from gvf_core.pipeline.inputs import read_driving_video
 
         if req.source_job_id is not None:
             previous = self._animations.get(req.source_job_id)
@@ -255,11 +254,11 @@ class Worker:
 
             previous = load_animation(req.state_path)
         device = resolve_device(req.device)
-        clip = read_driving_video(req.more_video_path)
+        clip = _read_clip(req.more_video_path, req.first_frame, req.frames, minimum=1)
         model_dir = req.model_dir or previous.settings.get("model")
         models = self._load_models(model_dir, device, progress)
-        anim = extend(previous, clip, steps=req.steps, seed=req.seed, device=device, progress=progress,
-                      cancel=cancel, model=models)
+        anim = extend(previous, clip.frames, steps=req.steps, seed=req.seed, device=device, progress=progress,
+                      cancel=cancel, model=models, refine=req.refine)
         return self._finish(req, anim, cancel, progress)
 
     def _finish(self, req, anim, cancel, progress) -> P.ResultEvent:
@@ -323,6 +322,25 @@ def _read_mesh(path: str):
             return MeshData(vertices=z["vertices"], faces=z["faces"], source=str(path), **extra)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
+
+
+def _read_clip(path: str, first: int, frames: int | None, minimum: int = 2):
+    """Frames ``first`` … ``first + frames`` (all from ``first`` on when None) of a video, checked."""
+    from dataclasses import replace
+
+    from gvf_core.pipeline import InputError
+    from gvf_core.video import VideoError, read_video
+
+    if first < 0 or (frames is not None and frames < minimum):
+        raise InputError(f"{path}: need first_frame >= 0 and at least {minimum} frame(s), got first_frame={first}, frames={frames}")
+    try:
+        clip = read_video(path, max_frames=None if frames is None else first + frames)
+    except VideoError as exc:
+        raise InputError(str(exc)) from exc
+    if len(clip.frames) - first < minimum:
+        raise InputError(f"{path}: the video has {len(clip.frames)} frames, so frames {first}… leave "
+                         f"{max(0, len(clip.frames) - first)}; at least {minimum} needed (lower the first frame)")
+    return replace(clip, frames=clip.frames[first:])
 
 
 def _message(exc: BaseException) -> str:

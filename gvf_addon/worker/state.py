@@ -48,6 +48,7 @@ def save_animation(anim: Animation, path) -> Path:
     header = {
         "version": STATE_VERSION, "fps": anim.fps, "width": anim.width, "height": anim.height,
         "magnitude": anim.magnitude, "predicted_magnitude": anim.predicted_magnitude, "latents": len(anim.latents),
+        "segment_starts": list(map(int, anim.segment_starts)), "refinement": anim.refinement,
         "normalization_scale": anim.normalization.scale, "world_normalization_scale": anim.world_normalization.scale,
         "timings": anim.timings, "settings": anim.settings,
     }
@@ -81,6 +82,7 @@ def load_animation(path) -> Animation:
                                           a["world_normalization_rotation"]),
         camera=Cameras(t(a["camera_K"]), t(a["camera_w2c"])), width=header["width"], height=header["height"],
         video=a["video"], latents=[t(a[f"latent_{i}"]) for i in range(header["latents"])],
+        segment_starts=header.get("segment_starts", []), refinement=header.get("refinement", []),
         magnitude=header["magnitude"], predicted_magnitude=header["predicted_magnitude"],
         timings=header["timings"], settings=header["settings"],
     )

@@ -23,6 +23,7 @@ t ∈ {0.1, 0.3, 0.5, 0.7, 0.9} and fixed noise (deterministic; used to compare 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from gvf_core.metrics import psnr, ssim
 from gvf_core.models.sampler import SamplerConfig
 from gvf_core.models.video_inputs import prepare_video
 from gvf_core.pipeline.core import Models, generate_motion, load_models
+from gvf_core.pipeline.refine import refine_motion, refine_settings, refine_targets
 from gvf_core.render import rasterize
 
 NOVEL_AZIMUTHS = (72.0, 144.0, 216.0, 288.0)
@@ -132,17 +134,22 @@ def flow_validation_loss(dit, data_dir, split: str = "val", limit: int | None = 
 
 def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int = 16, method: str = "heun",
                      guidance: float = 2.0, sweep: bool = False, device: str = "cpu", render_every: int = 4,
-                     progress=None, split: str = "val") -> dict:
-    """Figures on ``split`` (see the module docstring); ``render_every`` 0 skips the renders."""
+                     progress=None, split: str = "val", refine: str = "off") -> dict:
+    """Figures on ``split`` (see the module docstring); ``render_every`` 0 skips the renders.
+
+    ``refine`` fast | best adds the refined motion (:mod:`gvf_core.pipeline.refine`, fitted to
+    the clip's own video) as a row beside the unrefined one, with its time per clip.
+    """
     models = model if isinstance(model, Models) else load_models(model, device)
     if sweep:
         return sweep_steps(data_dir, models, limit if limit is not None else 8, guidance, split, progress)
     sampler = SamplerConfig(steps=steps, method=method, guidance_video=guidance)
+    refine_config = refine_settings(refine, device)
     size_in = None
-    rows = {k: [] for k in ("model", "static", "ceiling")}
+    rows = {k: [] for k in ("model", "static", "ceiling", *(("refined",) if refine_config else ()))}
     images = {k: {"psnr_input": [], "ssim_input": [], "psnr_novel": [], "ssim_novel": []} for k in rows}
     jitter = {k: [] for k in (*rows, "ground_truth")}
-    seconds = []
+    seconds, refine_seconds = [], []
     total = limit if limit is not None else None
     for n, (arrays, meta, stored) in enumerate(_samples(data_dir, split, limit)):
         bound, rest, rest_points, video, w2c = _clip_inputs(arrays, meta, models)
@@ -153,6 +160,11 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
         T = truth_v.shape[0]
         diag = float((rest.max(0).values - rest.min(0).values).norm())
         results = {"model": motion, "static": None}
+        if refine_config is not None:
+            t0 = time.perf_counter()
+            targets = refine_targets(arrays["video"], arrays["camera_K"], w2c, refine_config.resolution)
+            results["refined"] = refine_motion(models, bound, motion, targets, refine_config, seed=int(meta["seed"])).motion
+            refine_seconds.append(time.perf_counter() - t0)
         if stored is not None:
             results["ceiling"] = generate_motion(models, bound, rest_points, video, w2c, sampler, latent=stored)
         truth_g = bound.gaussians_at(truth_v)
@@ -185,6 +197,11 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
         }
     out["ground_truth_jitter"] = float(np.mean(jitter["ground_truth"]))
     out["vertex_error_vs_static"] = out["model"]["vertex_error"] / max(out["static"]["vertex_error"], 1e-12)
+    if refine_config is not None:
+        out["refine"] = {"mode": refine, "settings": asdict(refine_config), "device": device,
+                         "seconds_per_clip": float(np.mean(refine_seconds)),
+                         "vertex_error_vs_static": out["refined"]["vertex_error"] / max(out["static"]["vertex_error"], 1e-12),
+                         "vertex_error_vs_unrefined": out["refined"]["vertex_error"] / max(out["model"]["vertex_error"], 1e-12)}
     out["flow_loss_val"] = flow_validation_loss(models.dit, data_dir, split, limit)
     return out
 

@@ -15,7 +15,7 @@ length only, not on the clip length.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -27,8 +27,11 @@ from gvf_core.gaussians import Gaussians
 from gvf_core.models.sampler import SamplerConfig
 from gvf_core.models.video_inputs import VideoInputError, prepare_video
 from gvf_core.normalize import Normalization
-from gvf_core.pipeline.core import Models, Motion, Progress, generate_motion, load_models, resolve_device
+from gvf_core.pipeline.core import (Models, Motion, Progress, decode_motion, generate_motion, load_models, model_anchors,
+                                   resolve_device)
 from gvf_core.pipeline.inputs import InputError, camera_to_model, read_camera, read_driving_video, read_mesh
+from gvf_core.pipeline.refine import (RefineInputError, default_refine_mode, refine_motion, refine_settings,
+                                     refine_targets)
 
 SEGMENT_FRAMES = 24
 OVERLAP = 6
@@ -45,6 +48,7 @@ class AnimateSettings:
     num_gaussians: int = 4096
     segment_frames: int = SEGMENT_FRAMES
     overlap: int = OVERLAP
+    refine: str = "auto"  # test-time refinement: auto | off | fast | best (gvf_core.pipeline.refine)
 
     def sampler(self) -> SamplerConfig:
         return SamplerConfig(steps=self.steps, method=self.method, guidance_video=self.guidance_video,
@@ -56,6 +60,7 @@ class AnimateSettings:
         self.sampler()  # validates steps and method
         if self.strength <= 0:
             raise ValueError(f"strength must be > 0 (1 = the motion the video shows), got {self.strength}")
+        refine_settings(self.refine)  # validates the mode
 
 
 @dataclass
@@ -81,6 +86,8 @@ class Animation:
     height: int
     video: np.ndarray  # [T, H, W, 3|4] uint8 frames the motion follows
     latents: list[torch.Tensor] = field(default_factory=list)  # per segment [T_k, L, C]
+    segment_starts: list[int] = field(default_factory=list)  # first frame of each segment
+    refinement: list[dict] = field(default_factory=list)  # one report per refinement pass
     magnitude: float = 0.0
     predicted_magnitude: float = 0.0
     timings: dict = field(default_factory=dict)
@@ -164,31 +171,88 @@ def _segment_plan(done: int, total: int, segment: int, overlap: int) -> list[tup
     return plan
 
 
+def _join(vertices: torch.Tensor, gaussians: Gaussians, start: int, motion: Motion) -> tuple[torch.Tensor, Gaussians]:
+    """The clip so far ([T0, ...]) continued by ``motion``, which starts at frame ``start``:
+    the frames both cover are blended with the smoothstep weights."""
+    O = vertices.shape[0] - start  # frames shared with what exists
+    w = smoothstep_weights(O)
+    v = torch.cat([vertices[:start], blend(vertices[start:], motion.vertices[:O], w), motion.vertices[O:]])
+    g = Gaussians.cat_batch([gaussians[:start], _blend_gaussians(gaussians[start:], motion.gaussians[:O], w),
+                             motion.gaussians[O:]])
+    return v, g
+
+
 def _continue(anim: Animation, runner: _Segments, frames: np.ndarray, total: int, settings: AnimateSettings) -> None:
     """Extend ``anim`` in place to ``total`` frames of ``frames`` (the whole clip's video)."""
     plan = _segment_plan(anim.model_vertices.shape[0], total, settings.segment_frames, settings.overlap)
-    vertices, gaussians = [anim.model_vertices], [anim.model_gaussians]
-    for k, (start, stop) in enumerate(plan):
-        current = torch.cat(vertices) if len(vertices) > 1 else vertices[0]
-        states = Gaussians.cat_batch(gaussians) if len(gaussians) > 1 else gaussians[0]
-        vertices, gaussians = [current], [states]
-        bound = _posed_bound(anim.bound, current[start])
+    vertices, gaussians = anim.model_vertices, anim.model_gaussians
+    for start, stop in plan:
+        bound = _posed_bound(anim.bound, vertices[start])
         motion = runner.run(bound, anim.points, frames[start:stop], f"segment {len(anim.latents) + 1}",
                             seed=settings.seed + len(anim.latents))
         anim.latents.append(motion.latent)
-        O = current.shape[0] - start  # frames shared with what exists
-        w = smoothstep_weights(O)
-        vertices[0] = torch.cat([current[:start], blend(current[start:], motion.vertices[:O], w)])
-        gaussians[0] = Gaussians.cat_batch([states[:start], _blend_gaussians(states[start:], motion.gaussians[:O], w)])
-        vertices.append(motion.vertices[O:])
-        gaussians.append(motion.gaussians[O:])
-    anim.model_vertices = torch.cat(vertices)
-    anim.model_gaussians = Gaussians.cat_batch(gaussians)
+        anim.segment_starts.append(start)
+        vertices, gaussians = _join(vertices, gaussians, start, motion)
+    anim.model_vertices, anim.model_gaussians = vertices, gaussians
 
 
 def _finish(anim: Animation) -> None:
     """Model-frame vertices → the input's frame."""
     anim.vertices = anim.normalization.invert(anim.model_vertices.double().numpy()).astype(np.float32)
+
+
+def refine_animation(anim: Animation, models: Models, settings: AnimateSettings, device: str,
+                     progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
+                     first_segment: int = 0, before: Animation | None = None) -> Animation:
+    """Test-time refinement of segments ``first_segment``… of ``anim`` (see
+    :mod:`gvf_core.pipeline.refine`); returns a new Animation, or ``anim`` itself when the
+    mode is off or refinement was cancelled (the unrefined result, intact).
+
+    Segments are refined in order; each one's rest state is the refined clip at its first
+    frame, and the segments are blended over their overlaps as when they were generated.
+    ``before``: the animation the first refined segment continues (extend), else segment 0
+    starts the clip.
+    """
+    mode = default_refine_mode(device) if settings.refine == "auto" else settings.refine
+    config = refine_settings(mode, device)
+    if config is None or first_segment >= len(anim.latents):
+        return anim
+    w2c = camera_to_model(anim.camera.world_to_camera[0], anim.world_normalization)
+    solver = VertexSolver.from_bound(anim.bound)
+    if before is None:
+        vertices, gaussians = None, None
+    else:
+        vertices, gaussians = before.model_vertices, before.model_gaussians
+    latents, reports = list(anim.latents), []
+    t0 = time.perf_counter()
+    for k in range(first_segment, len(anim.latents)):
+        start, latent = anim.segment_starts[k], anim.latents[k]
+        frames = anim.video[start:start + latent.shape[0]]
+        bound = anim.bound if vertices is None else _posed_bound(anim.bound, vertices[start])
+        label = f"segment {k + 1} refine"
+        decoded = decode_motion(models, bound, latent, model_anchors(models, bound.canonical.to(models.device)),
+                                solver=solver)
+        motion = Motion(latent, *decoded, anim.magnitude, anim.predicted_magnitude)
+        try:
+            targets = refine_targets(frames, anim.camera.K[0].numpy(), w2c, config.resolution,
+                                     source=anim.settings.get("video", "video"))
+        except RefineInputError as exc:
+            raise InputError(str(exc)) from exc
+        step = None if progress is None else (lambda stage, i, n, label=label: progress(label, i, n))
+        outcome = refine_motion(models, bound, motion, targets, config, seed=settings.seed + k, progress=step,
+                                cancel=cancel, solver=solver)
+        if outcome.cancelled:
+            return replace(anim, refinement=[*anim.refinement, {"mode": mode, "segment": k, **outcome.report}])
+        latents[k] = outcome.motion.latent
+        reports.append({"mode": mode, "segment": k, **outcome.report})
+        if vertices is None:
+            vertices, gaussians = outcome.motion.vertices, outcome.motion.gaussians
+        else:
+            vertices, gaussians = _join(vertices, gaussians, start, outcome.motion)
+    refined = replace(anim, model_vertices=vertices, model_gaussians=gaussians, latents=latents,
+                      refinement=[*anim.refinement, *reports], timings=dict(anim.timings))
+    refined.timings["refine"] = refined.timings.get("refine", 0.0) + time.perf_counter() - t0
+    return refined
 
 
 def animate(
@@ -254,14 +318,17 @@ def animate(
     anim = Animation(
         vertices=np.empty(0), faces=mesh_data.faces, fps=clip.fps, model_vertices=motion.vertices,
         model_gaussians=motion.gaussians, bound=bound, points=points, normalization=norm, world_normalization=world_norm,
-        camera=cam, width=W, height=H, video=clip.frames, latents=[motion.latent], magnitude=motion.magnitude,
+        camera=cam, width=W, height=H, video=clip.frames, latents=[motion.latent], segment_starts=[0],
+        magnitude=motion.magnitude,
         predicted_magnitude=motion.predicted_magnitude,
         settings={**settings.__dict__, "device": device, "model": models.source, "camera": cam_where, "video": clip.source},
     )
     if total > first:
         _continue(anim, runner, clip.frames, total, settings)
+    anim = refine_animation(anim, models, settings, device, progress=progress, cancel=cancel)
     _finish(anim)
     _add_timings(timings, runner.timings)
+    _add_timings(timings, anim.timings)  # refinement
     timings["total"] = time.perf_counter() - t_start
     anim.timings = timings
     return anim
@@ -276,10 +343,12 @@ def extend(
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
     model=None,
+    refine: str | None = None,
 ) -> Animation:
     """Continue ``animation`` with the frames of ``more_video`` (same camera); returns a new
     Animation with the old frames (blended over the overlap) followed by the new ones.
-    The input animation is not modified."""
+    The input animation is not modified. ``refine``: refinement of the new segments
+    (default: the animation's own setting)."""
     t_start = time.perf_counter()
     if isinstance(more_video, np.ndarray):  # frames: even a single extra frame continues the clip
         frames_new, source = np.asarray(more_video, dtype=np.uint8), "<frames>"
@@ -302,17 +371,22 @@ def extend(
         settings.steps = steps
     if seed is not None:
         settings.seed = seed
+    if refine is not None:
+        settings.refine = refine
     settings.check()
     device = resolve_device(device)
     models = model if isinstance(model, Models) else load_models(model or s.get("model"), device)
     w2c_model = camera_to_model(animation.camera.world_to_camera[0], animation.world_normalization)
     runner = _Segments(models, settings, w2c_model, animation.camera.K[0], progress, cancel, source)
     anim = Animation(**{**animation.__dict__, "latents": list(animation.latents), "video": frames,
+                        "segment_starts": list(animation.segment_starts), "refinement": list(animation.refinement),
                         "timings": dict(animation.timings)})
     try:
         _continue(anim, runner, frames, len(frames), settings)
     except VideoInputError as exc:
         raise InputError(str(exc)) from exc
+    anim = refine_animation(anim, models, settings, device, progress=progress, cancel=cancel,
+                            first_segment=len(animation.latents), before=animation)
     _finish(anim)
     _add_timings(anim.timings, runner.timings)
     anim.timings["extend_total"] = anim.timings.get("extend_total", 0.0) + time.perf_counter() - t_start

@@ -133,7 +133,7 @@ def generate_motion(
     t0 = time.perf_counter()
     canonical = bound.canonical.to(device)
     L, C = dit.config.num_latents, dit.config.latent_channels
-    anchors = canonical.means[anchor_indices(canonical.means, L).to(device)]
+    anchors = model_anchors(models, canonical)
     z0 = rest_latent(vae, rest_points.to(device), anchors)
     tokens = anchor_indices(canonical.means, min(dit.config.canonical_tokens, canonical.num)).to(device)
     cond = DiTConditions(
@@ -166,14 +166,43 @@ def generate_motion(
         latent = dit.to_latent(residual, z0[None])[0]
     t0 = _clock(timings, "diffusion", t0)
 
+    deltas, gaussians, vertices = decode_motion(models, bound, latent, anchors, solver=solver, progress=progress,
+                                                cancel=cancel, timings=timings)
+    return Motion(latent.cpu(), deltas, gaussians, vertices, target, predicted, timings)
+
+
+def model_anchors(models: Models, canonical: Gaussians) -> Tensor:
+    """The VAE's L anchors [L, 3]: farthest-point samples of the canonical Gaussians."""
+    return canonical.means[anchor_indices(canonical.means, models.dit.config.num_latents).to(canonical.means.device)]
+
+
+@torch.no_grad()
+def decode_motion(models: Models, bound: BoundGaussians, latent: Tensor, anchors: Tensor,
+                  offsets: Tensor | None = None, solver: VertexSolver | None = None,
+                  progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
+                  timings: dict | None = None) -> tuple[Tensor, Gaussians, Tensor]:
+    """Latent [T, L, C] → (deltas [T, N, 14], Gaussians [T, N], vertices [T, V, 3]) on the CPU.
+
+    Decodes ``DECODE_FRAMES`` frames at a time; frame 0 is the canonical state exactly.
+    ``offsets`` [T, N, 3] (refinement's residual deformation) are added to the positions.
+    ``timings`` receives the seconds of the "decode" and "vertices" stages.
+    """
+    t0 = time.perf_counter()
+    timings = {} if timings is None else timings
+    device = models.device
+    canonical = bound.canonical.to(device)
+    T = latent.shape[0]
     deltas = []
     for start in range(0, T, DECODE_FRAMES):
         if cancel is not None and cancel():
             raise Cancelled("cancelled while decoding the motion")
-        deltas.append(vae.decode(latent[None, start:start + DECODE_FRAMES].to(device), anchors[None], Gaussians.stack([canonical]))[0])
+        chunk = latent[None, start:start + DECODE_FRAMES].to(device)
+        deltas.append(models.vae.decode(chunk, anchors[None].to(device), Gaussians.stack([canonical]))[0])
         if progress is not None:
             progress("decode", min(T, start + DECODE_FRAMES), T)
     deltas = torch.cat(deltas).float()
+    if offsets is not None:
+        deltas[..., :3] += offsets.to(deltas)
     deltas[0] = 0  # frame 0 is the canonical state exactly
     gaussians = apply_deltas(canonical, deltas)
     t0 = _clock(timings, "decode", t0)
@@ -181,7 +210,7 @@ def generate_motion(
     rest = bound.rest_vertices.to(deltas)
     vertices = rest + solver.solve(deltas[..., :3].cpu()).to(deltas)
     _clock(timings, "vertices", t0)
-    return Motion(latent.cpu(), deltas.cpu(), gaussians.to("cpu"), vertices.cpu(), target, predicted, timings)
+    return deltas.cpu(), gaussians.to("cpu"), vertices.cpu()
 
 
 def _repeat_context(ctx, n: int):

@@ -6,12 +6,12 @@ any work starts.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from gvf_core.camera_math import DEFAULT_CAMERA, front_camera
 from gvf_core.cameras import Cameras, camera_from_json
 from gvf_core.mesh import MeshData, load_mesh
 from gvf_core.normalize import Normalization
@@ -21,11 +21,8 @@ MESH_EXTENSIONS = (".obj", ".ply", ".glb", ".gltf", ".stl")
 MAX_VERTICES = 1_000_000
 """Largest mesh animate() takes (the vertex solve is sparse but one factorisation is V²-ish in the worst case)."""
 MAX_FACES = 2_000_000
-
-DEFAULT_CAMERA = {"azimuth_deg": 0.0, "elevation_deg": 10.0, "fov_deg": 40.0, "fill": 0.8}
-"""The documented front camera: from −Y (Blender's front view) looking at the rest mesh's
-bounding-box centre, 10° above, 40° horizontal field of view, the bounding sphere
-filling 80 % of the frame (docs/pipeline.md)."""
+__all__ = ["DEFAULT_CAMERA", "InputError", "camera_to_model", "camera_to_world", "default_camera", "read_camera",
+           "read_driving_video", "read_mesh"]
 
 
 class InputError(ValueError):
@@ -81,18 +78,8 @@ def read_driving_video(video, max_frames: int | None = None) -> VideoClip:
 
 def default_camera(world_vertices: np.ndarray, width: int, height: int) -> Cameras:
     """:data:`DEFAULT_CAMERA` for a rest mesh (world frame, +Z up), as OpenCV world-to-camera."""
-    lo, hi = world_vertices.min(0), world_vertices.max(0)
-    centre = (lo + hi) / 2
-    radius = float(np.linalg.norm(world_vertices - centre, axis=-1).max())
-    c = DEFAULT_CAMERA
-    fov_v = 2 * math.degrees(math.atan(math.tan(math.radians(c["fov_deg"]) / 2) * height / width))
-    half = math.radians(min(c["fov_deg"], fov_v)) / 2
-    distance = radius / (math.sin(half) * c["fill"])
-    cam = Cameras.orbit([c["azimuth_deg"]], elevation_deg=c["elevation_deg"], distance=distance, fov_deg=c["fov_deg"],
-                        width=width, height=height)
-    shift = torch.eye(4)
-    shift[:3, 3] = -torch.as_tensor(centre, dtype=torch.float32)
-    return Cameras(K=cam.K, world_to_camera=cam.world_to_camera @ shift)
+    K, w2c = front_camera(world_vertices, width, height)
+    return Cameras(K=torch.as_tensor(K, dtype=torch.float32)[None], world_to_camera=torch.as_tensor(w2c, dtype=torch.float32)[None])
 
 
 def read_camera(camera, world_vertices: np.ndarray, width: int, height: int) -> tuple[Cameras, str]:

@@ -85,6 +85,7 @@ def build_report(anim: Animation, extra: dict | None = None) -> dict:
         "motion_magnitude": {"used": anim.magnitude, "read_from_video": anim.predicted_magnitude},
         "mean_vertex_displacement": motion,
         "settings": anim.settings,
+        "refinement": anim.refinement,
         "timings_s": {k: round(float(x), 4) for k, x in anim.timings.items()},
         "torch": torch.__version__,
         "python": platform.python_version(),

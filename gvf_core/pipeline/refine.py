@@ -1,0 +1,287 @@
+"""Test-time refinement: fit a generated motion to its driving video.
+
+The diffusion prior gives a plausible motion; this stage makes it follow the video. It
+optimises the motion latent [T, L, C] through the frozen VAE decoder (and, in ``best``
+mode, a small per-Gaussian residual deformation) so that the Gaussians rendered from the
+video's camera match each frame:
+
+- RGB: 0.8 · L1 + 0.2 · (1 − SSIM) against the frame composited on white;
+- silhouette: L1 between the rendered alpha and the object mask;
+- prior: mean squared distance of the latent to the diffusion sample, so the sides the
+  camera never sees stay as the prior made them;
+- residual deformation only: local rigidity (neighbour distances of the decoded motion are
+  kept, ARAP-style), temporal smoothness (second difference) and a small magnitude term.
+
+Frames are rendered in the object's square crop (the one the DiT sees, at ``resolution``
+pixels), ``frames_per_step`` random frames per iteration (frame 0 is the canonical state
+and is never moved). The frame draws come from a generator seeded with ``seed``, so a run
+is deterministic. ``cancel()`` is checked every iteration; a cancelled refinement returns
+the unrefined motion untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gvf_core.canonical import BoundGaussians, VertexSolver
+from gvf_core.cameras import Cameras
+from gvf_core.gaussians import Gaussians
+from gvf_core.metrics import ssim
+from gvf_core.models.vae import apply_deltas
+from gvf_core.models.video_inputs import ALPHA_THRESHOLD, VideoInputError, crop_intrinsics, prepare_video
+from gvf_core.pipeline.core import Models, Motion, Progress, decode_motion, model_anchors
+from gvf_core.render import rasterize
+
+REFINE_MODES = ("off", "fast", "best")
+MIN_MASK_FRACTION = 1e-3
+"""A frame whose mask covers less of the crop than this has no object to fit."""
+
+
+class RefineInputError(ValueError):
+    """Video frames or masks that refinement cannot fit to."""
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    iterations: int
+    frames_per_step: int
+    resolution: int  # side of the square object crop that is rendered
+    lr: float = 0.2
+    w_rgb: float = 0.2  # low: the video's shading is not the Gaussians' (measured, docs/models.md)
+    w_silhouette: float = 1.0
+    w_prior: float = 0.01
+    residual: bool = False  # optimise a per-Gaussian residual deformation too
+    residual_lr: float = 2e-3
+    w_rigidity: float = 1.0
+    w_smooth: float = 1.0
+    w_residual: float = 0.1
+    rigidity_neighbours: int = 6
+    backend: str = "auto"  # renderer backend: auto | torch | gsplat
+
+    def check(self) -> None:
+        if self.iterations < 1 or self.frames_per_step < 1 or self.resolution < 16:
+            raise ValueError(f"refinement needs iterations >= 1, frames_per_step >= 1 and resolution >= 16; got "
+                             f"{self.iterations}, {self.frames_per_step}, {self.resolution}")
+
+
+REFINE_PRESETS: dict[str, RefineSettings] = {
+    "fast": RefineSettings(iterations=40, frames_per_step=8, resolution=64),
+    "best": RefineSettings(iterations=100, frames_per_step=8, resolution=128, lr=0.1, residual=True),
+}
+
+
+def default_refine_mode(device: str) -> str:
+    """What ``auto`` means on ``device``: ``fast`` on a GPU; ``off`` on the CPU, where fast costs
+    about a minute per 24 frames for a modest gain (measured, docs/models.md)."""
+    return "fast" if str(device).startswith("cuda") else "off"
+
+
+def refine_settings(mode: str, device: str = "cpu", **overrides) -> RefineSettings | None:
+    """Settings of ``mode`` (off | fast | best | auto); None for off."""
+    if mode == "auto":
+        mode = default_refine_mode(device)
+    if mode not in REFINE_MODES:
+        raise ValueError(f"unknown refinement mode {mode!r}; choose one of {('auto', *REFINE_MODES)}")
+    if mode == "off":
+        return None
+    settings = replace(REFINE_PRESETS[mode], **overrides)
+    settings.check()
+    return settings
+
+
+@dataclass
+class RefineTargets:
+    """What refinement fits to: the object crop of every frame."""
+
+    rgb: Tensor  # [T, S, S, 3] frames composited on white
+    mask: Tensor  # [T, S, S, 1] object mask
+    camera: Cameras  # [1] crop intrinsics + world_to_camera (model frame), for render_size pixels
+    size: int  # side of the compared images
+    render_size: int = 0  # side the Gaussians are rendered at before the same antialiased resize (0: size)
+
+
+def refine_targets(frames: np.ndarray, K, world_to_camera: Tensor, resolution: int, masks: np.ndarray | None = None,
+                   source: str = "video") -> RefineTargets:
+    """The object crops refinement fits to.
+
+    ``frames`` uint8 [T, H, W, 3|4]; ``K`` [3, 3] their intrinsics; ``world_to_camera``
+    [4, 4] in the model frame. The object mask is ``masks`` [T, H, W] (0..1 or 0..255)
+    when given, else the frames' alpha, else a plain background is keyed out. A missing
+    mask (no alpha, no plain background) or a frame whose mask is empty is an error that
+    names the frames.
+    """
+    frames = np.asarray(frames)
+    if masks is not None:
+        masks = np.asarray(masks)
+        if masks.shape != frames.shape[:3]:
+            raise RefineInputError(f"{source}: masks must be [T, H, W] = {frames.shape[:3]}, got {masks.shape}")
+        m = masks.astype(np.float32)
+        m = m / 255.0 if m.max() > 1.0 else m
+        frames = np.concatenate([frames[..., :3], (np.clip(m, 0, 1) * 255).round().astype(np.uint8)[..., None]], -1)
+    try:
+        video = prepare_video(frames, K, resolution, source=source)
+    except VideoInputError as exc:
+        raise RefineInputError(f"{exc}; refinement needs an object mask per frame (pass masks=, an RGBA video, "
+                               "or a plain background)") from exc
+    pixels = video.pixels.permute(0, 2, 3, 1)  # [T, S, S, 4]
+    covered = (pixels[..., 3] > ALPHA_THRESHOLD).float().flatten(1).mean(1)
+    empty = [int(i) for i in torch.nonzero(covered < MIN_MASK_FRACTION).flatten()]
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (" …" if len(empty) > 10 else "")
+        raise RefineInputError(f"{source}: the object mask is empty in frame(s) {shown}; refinement fits every frame "
+                               "to its mask, so the object must be visible in each (trim the clip or fix the masks)")
+    # the frames were resized from the crop's own pixels with an antialiased filter; rendering at up
+    # to twice the size and resizing with the same filter makes the two comparable at the edges
+    side = video.crop[2]
+    render_size = int(max(8, min(side, 2 * resolution)))
+    K = crop_intrinsics(torch.as_tensor(np.asarray(K), dtype=torch.float32), *video.crop, render_size)
+    camera = Cameras(K=K[None], world_to_camera=world_to_camera.float()[None])
+    return RefineTargets(rgb=pixels[..., :3].contiguous(), mask=pixels[..., 3:].contiguous(), camera=camera,
+                         size=video.size, render_size=render_size)
+
+
+def render_crops(gaussians: Gaussians, targets: RefineTargets, backend: str = "auto") -> tuple[Tensor, Tensor]:
+    """(rgb [F, S, S, 3], alpha [F, S, S, 1]) of Gaussians [F, N] as the targets' crops show them."""
+    R, S = targets.render_size or targets.size, targets.size
+    out = rasterize(gaussians, targets.camera, R, R, background=1.0, backend=backend)
+    rgb, alpha = out.rgb[:, 0], out.alpha[:, 0]
+    if R != S:
+        both = torch.cat([rgb, alpha], -1).permute(0, 3, 1, 2)
+        both = F.interpolate(both, size=(S, S), mode="bilinear", antialias=True, align_corners=False)
+        rgb, alpha = both[:, :3].permute(0, 2, 3, 1), both[:, 3:].permute(0, 2, 3, 1)
+    return rgb, alpha
+
+
+@dataclass
+class RefineOutcome:
+    motion: Motion  # the refined motion, or the input one when cancelled
+    cancelled: bool
+    report: dict
+
+
+@contextmanager
+def _frozen(module: torch.nn.Module):
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(module.parameters(), flags):
+            p.requires_grad_(f)
+
+
+def _neighbours(points: Tensor, k: int) -> Tensor:
+    """[N, k] indices of each point's k nearest other points."""
+    from scipy.spatial import cKDTree
+
+    pts = points.detach().cpu().double().numpy()
+    k = min(k, len(pts) - 1)
+    _, idx = cKDTree(pts).query(pts, k=k + 1)
+    return torch.as_tensor(idx[:, 1:], dtype=torch.long)
+
+
+def image_losses(rendered_rgb: Tensor, rendered_alpha: Tensor, rgb: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    """RGB (0.8 L1 + 0.2 (1 − SSIM)) and silhouette (L1 of alpha vs mask) of images [..., S, S, C]."""
+    l1 = (rendered_rgb - rgb).abs().mean()
+    return {"rgb": 0.8 * l1 + 0.2 * (1 - ssim(rendered_rgb, rgb)),
+            "silhouette": (rendered_alpha - mask).abs().mean()}
+
+
+def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets: RefineTargets,
+                  settings: RefineSettings, seed: int = 0, progress: Progress | None = None,
+                  cancel: Callable[[], bool] | None = None, solver: VertexSolver | None = None) -> RefineOutcome:
+    """Fit ``motion`` (model frame, as :func:`generate_motion` returns it) to ``targets``."""
+    settings.check()
+    T = motion.latent.shape[0]
+    if targets.rgb.shape[0] != T:
+        raise RefineInputError(f"the motion has {T} frames but the video crops {targets.rgb.shape[0]}")
+    start = time.perf_counter()
+    device = models.device
+    vae = models.vae
+    canonical = bound.canonical.to(device)
+    anchors = model_anchors(models, canonical)
+    stacked = Gaussians.stack([canonical])
+    prior = motion.latent.to(device).float()
+    # appearance (colour, opacity, scale) stays as the prior decoded it: only the geometry
+    # (positions, rotations) may move, so the fit cannot repaint the asset to match a frame
+    appearance = motion.deltas.to(device).float()
+    latent = prior.clone().requires_grad_(True)
+    params = [{"params": [latent], "lr": settings.lr}]
+    offsets = None
+    if settings.residual:
+        offsets = torch.zeros(T, canonical.num, 3, device=device, requires_grad=True)
+        params.append({"params": [offsets], "lr": settings.residual_lr})
+        edges = _neighbours(canonical.means, settings.rigidity_neighbours).to(device)
+        spacing2 = (canonical.means[:, None] - canonical.means[edges]).pow(2).sum(-1).mean().clamp(min=1e-12)
+    optimizer = torch.optim.Adam(params)
+    rgb, mask = targets.rgb.to(device), targets.mask.to(device)
+    crops = replace(targets, camera=targets.camera.to(device))
+    generator = torch.Generator().manual_seed(seed)
+    movable = T - 1
+    per_step = min(settings.frames_per_step, movable)
+    history = []
+    if movable < 1:
+        return RefineOutcome(motion, False, {"iterations": 0, "seconds": 0.0, "note": "a single frame: nothing to fit"})
+    with _frozen(vae), torch.enable_grad():
+        for it in range(settings.iterations):
+            if cancel is not None and cancel():
+                return RefineOutcome(motion, True, {"iterations": it, "seconds": time.perf_counter() - start,
+                                                    "cancelled": True, "settings": asdict(settings)})
+            frames = 1 + torch.randperm(movable, generator=generator)[:per_step].to(device)
+            lr_scale = 0.5 * (1 + np.cos(np.pi * it / settings.iterations))  # cosine decay
+            for group, base in zip(optimizer.param_groups, (settings.lr, settings.residual_lr)):
+                group["lr"] = base * lr_scale
+            deltas = vae.decode(latent[None, frames], anchors[None], stacked)[0]  # [F, N, 14]
+            positions = deltas[..., :3] if offsets is None else deltas[..., :3] + offsets[frames]
+            moved = torch.cat([positions, appearance[frames, :, 3:10], deltas[..., 10:]], -1)
+            rendered, alpha = render_crops(apply_deltas(canonical, moved), crops, settings.backend)
+            losses = image_losses(rendered, alpha, rgb[frames], mask[frames])
+            losses["prior"] = (latent - prior).pow(2).mean()
+            total = (settings.w_rgb * losses["rgb"] + settings.w_silhouette * losses["silhouette"]
+                     + settings.w_prior * losses["prior"])
+            if offsets is not None:
+                base = canonical.means + deltas[..., :3].detach()  # decoded positions, no residual
+                pos = base + offsets[frames]
+                d_new = (pos[:, :, None] - pos[:, edges]).norm(dim=-1)
+                d_old = (base[:, :, None] - base[:, edges]).norm(dim=-1)
+                losses["rigidity"] = (d_new - d_old).pow(2).mean() / spacing2
+                acc = offsets[2:] - 2 * offsets[1:-1] + offsets[:-2] if T >= 3 else offsets[:0]
+                losses["smooth"] = acc.pow(2).sum(-1).mean() / spacing2 if T >= 3 else offsets.sum() * 0
+                losses["residual"] = offsets.pow(2).sum(-1).mean() / spacing2
+                total = total + (settings.w_rigidity * losses["rigidity"] + settings.w_smooth * losses["smooth"]
+                                 + settings.w_residual * losses["residual"])
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            with torch.no_grad():
+                latent.grad[0] = 0  # frame 0 stays the canonical state
+            optimizer.step()
+            history.append({k: float(v.detach()) for k, v in losses.items()} | {"total": float(total.detach())})
+            if progress is not None:
+                progress("refine", it + 1, settings.iterations)
+    latent = latent.detach()
+    latent[0] = prior[0]
+    offsets = None if offsets is None else offsets.detach()
+    deltas, _, vertices = decode_motion(models, bound, latent, anchors, offsets=offsets, solver=solver)
+    deltas[..., 3:10] = motion.deltas[..., 3:10]
+    gaussians = apply_deltas(bound.canonical.to("cpu"), deltas)
+    seconds = time.perf_counter() - start
+    refined = Motion(latent.cpu(), deltas, gaussians, vertices, motion.magnitude, motion.predicted_magnitude,
+                     {**motion.timings, "refine": motion.timings.get("refine", 0.0) + seconds})
+    head, tail = history[: max(1, len(history) // 10)], history[-max(1, len(history) // 10):]
+    report = {"iterations": settings.iterations, "seconds": seconds, "cancelled": False, "settings": asdict(settings),
+              "loss_first": {k: float(np.mean([h[k] for h in head])) for k in head[0]},
+              "loss_last": {k: float(np.mean([h[k] for h in tail])) for k in tail[0]}}
+    return RefineOutcome(refined, False, report)
+
+
+__all__ = ["REFINE_MODES", "REFINE_PRESETS", "RefineInputError", "RefineOutcome", "RefineSettings", "RefineTargets",
+           "default_refine_mode", "image_losses", "refine_motion", "refine_settings", "refine_targets"]

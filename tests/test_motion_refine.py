@@ -1,0 +1,173 @@
+"""Test-time refinement (gvf_core/pipeline/refine.py): a synthetic case with known motion,
+mask errors, cancel, determinism, the pipeline and CLI options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gvf_core.cameras import Cameras
+from gvf_core.canonical import VertexSolver, mesh_to_gaussians
+from gvf_core.demo import SAMPLE_ASSET
+from gvf_core.mesh import load_mesh
+from gvf_core.models.sampler import Cancelled
+from gvf_core.normalize import Normalization
+from gvf_core.pipeline import InputError, animate, load_models
+from gvf_core.pipeline.core import Motion, decode_motion, model_anchors, rest_latent
+from gvf_core.pipeline.refine import (REFINE_PRESETS, RefineInputError, RefineSettings, default_refine_mode,
+                                      refine_motion, refine_settings, refine_targets)
+from gvf_core.render import rasterize
+
+SIZE = 64
+QUICK = RefineSettings(iterations=30, frames_per_step=3, resolution=48)
+
+
+@pytest.fixture(scope="module")
+def case():
+    """The shipped VAE on the sample asset: a known motion latent, its renders, a perturbed start."""
+    torch.manual_seed(0)
+    models = load_models(None, "cpu")
+    mesh = load_mesh(SAMPLE_ASSET)
+    norm = Normalization.fit(mesh.vertices)
+    bound = mesh_to_gaussians(mesh.with_vertices(norm.apply(mesh.vertices)), n=768, seed=0)
+    canonical = bound.canonical
+    anchors = model_anchors(models, canonical)
+    z0 = rest_latent(models.vae, canonical.means, anchors)
+    T = 4
+    gen = torch.Generator().manual_seed(1)
+    truth = z0.expand(T, -1, -1).clone()
+    truth[1:] += 0.8 * torch.randn(truth[1:].shape, generator=gen)
+    solver = VertexSolver.from_bound(bound)
+    true_motion = Motion(truth, *decode_motion(models, bound, truth, anchors, solver=solver), 0.0, 0.0)
+    cam = Cameras.orbit([20.0], elevation_deg=10.0, distance=3.0, fov_deg=40.0, width=SIZE, height=SIZE)
+    with torch.no_grad():
+        out = rasterize(true_motion.gaussians, cam, SIZE, SIZE, background=1.0, backend="torch")
+    frames = torch.cat([out.rgb[:, 0], out.alpha[:, 0]], -1).clamp(0, 1).mul(255).round().byte().numpy()
+    start = truth.clone()
+    start[1:] += 0.6 * torch.randn(start[1:].shape, generator=gen)
+    start_motion = Motion(start, *decode_motion(models, bound, start, anchors, solver=solver), 0.0, 0.0)
+    return dict(models=models, bound=bound, truth=true_motion, start=start_motion, frames=frames, K=cam.K[0],
+                w2c=cam.world_to_camera[0], solver=solver)
+
+
+def _visible_error(case, motion) -> float:
+    """Mean image-plane error (camera x, y) of the vertices on the camera's side of the asset: the
+    part of the motion one view shows (depth and the far side are the prior's business)."""
+    R, t = case["w2c"][:3, :3], case["w2c"][:3, 3]
+    rest = case["bound"].rest_vertices.float()
+    depth = rest @ R[2] + t[2]
+    front = depth < depth.median()
+    e = (motion.vertices - case["truth"].vertices) @ R.T
+    return float(e[:, front, :2].norm(dim=-1).mean())
+
+
+@pytest.mark.parametrize("settings", [QUICK, RefineSettings(iterations=30, frames_per_step=3, resolution=48,
+                                                             residual=True)], ids=["latent", "residual"])
+def test_refinement_from_a_perturbed_latent_reduces_the_error(case, settings):
+    targets = refine_targets(case["frames"], case["K"], case["w2c"], settings.resolution)
+    out = refine_motion(case["models"], case["bound"], case["start"], targets, settings, seed=0, solver=case["solver"])
+    before, after = _visible_error(case, case["start"]), _visible_error(case, out.motion)
+    assert not out.cancelled
+    assert after < 0.85 * before, (before, after)
+    assert out.report["loss_last"]["silhouette"] < out.report["loss_first"]["silhouette"]
+    torch.testing.assert_close(out.motion.vertices[0], case["start"].vertices[0])  # frame 0 stays the rest state
+
+
+def test_refinement_is_deterministic_under_a_seed(case):
+    s = RefineSettings(iterations=4, frames_per_step=2, resolution=32)
+    targets = refine_targets(case["frames"], case["K"], case["w2c"], s.resolution)
+    a = refine_motion(case["models"], case["bound"], case["start"], targets, s, seed=3)
+    b = refine_motion(case["models"], case["bound"], case["start"], targets, s, seed=3)
+    torch.testing.assert_close(a.motion.latent, b.motion.latent, rtol=0, atol=0)
+
+
+def test_cancel_returns_the_unrefined_motion_intact(case):
+    s = RefineSettings(iterations=50, frames_per_step=2, resolution=32)
+    targets = refine_targets(case["frames"], case["K"], case["w2c"], s.resolution)
+    latent = case["start"].latent.clone()
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 3
+
+    out = refine_motion(case["models"], case["bound"], case["start"], targets, s, cancel=cancel)
+    assert out.cancelled and out.motion is case["start"] and out.report["iterations"] == 3
+    torch.testing.assert_close(case["start"].latent, latent, rtol=0, atol=0)
+
+
+def test_empty_or_missing_mask_is_a_clear_error(case):
+    frames = case["frames"].copy()
+    frames[2, ..., 3] = 0  # the object vanishes in frame 2
+    with pytest.raises(RefineInputError, match=r"empty in frame\(s\) 2"):
+        refine_targets(frames, case["K"], case["w2c"], 32)
+    noise = np.random.default_rng(0).integers(0, 255, size=case["frames"][..., :3].shape, dtype=np.uint8)
+    with pytest.raises(RefineInputError, match="mask"):
+        refine_targets(noise, case["K"], case["w2c"], 32)  # no alpha, no plain background
+    with pytest.raises(RefineInputError, match="masks must be"):
+        refine_targets(case["frames"], case["K"], case["w2c"], 32, masks=np.ones((2, 5, 5)))
+    # explicit masks replace the alpha
+    masks = case["frames"][..., 3]
+    t = refine_targets(case["frames"][..., :3], case["K"], case["w2c"], 32, masks=masks)
+    assert t.mask.shape == (4, 32, 32, 1) and float(t.mask.max()) > 0.9
+
+
+def test_modes_and_device_defaults():
+    assert refine_settings("off") is None
+    assert refine_settings("fast") == REFINE_PRESETS["fast"]
+    assert refine_settings("best").residual
+    assert default_refine_mode("cuda") == "fast" and default_refine_mode("cpu") == "off"
+    assert refine_settings("auto", "cpu") is None and refine_settings("auto", "cuda") == REFINE_PRESETS["fast"]
+    with pytest.raises(ValueError, match="unknown refinement mode"):
+        refine_settings("slow")
+
+
+def _blob_video(frames: int = 3, size: int = 48) -> np.ndarray:
+    out = np.zeros((frames, size, size, 4), np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    for t in range(frames):
+        inside = (xx - size / 2 - t) ** 2 + (yy - size / 2) ** 2 < (size / 4) ** 2
+        out[t][inside] = (40, 160, 40, 255)
+    return out
+
+
+def test_animate_refine_option_runs_and_reports(tmp_path):
+    mesh = SAMPLE_ASSET
+    common = dict(frames=3, steps=1, method="euler", device="cpu", num_gaussians=256)
+    plain = animate(mesh, _blob_video(), refine="off", **common)
+    assert plain.refinement == []
+    refined = animate(mesh, _blob_video(), refine="fast", **common)
+    assert refined.refinement[0]["mode"] == "fast" and refined.refinement[0]["iterations"] == REFINE_PRESETS["fast"].iterations
+    assert "refine" in refined.timings
+    assert refined.vertices.shape == plain.vertices.shape
+    np.testing.assert_allclose(refined.vertices[0], plain.vertices[0], atol=1e-5)  # same rest pose
+    with pytest.raises(ValueError, match="unknown refinement mode"):
+        animate(mesh, _blob_video(), refine="slow", **common)
+
+
+def test_cancel_during_refinement_keeps_the_unrefined_animation():
+    common = dict(frames=3, steps=1, method="euler", device="cpu", num_gaussians=256, seed=0)
+    plain = animate(SAMPLE_ASSET, _blob_video(), refine="off", **common)
+    state = {"refining": False}
+
+    def progress(stage, done, total):
+        state["refining"] = state["refining"] or "refine" in stage
+
+    out = animate(SAMPLE_ASSET, _blob_video(), refine="fast", progress=progress, cancel=lambda: state["refining"],
+                  **common)
+    assert out.refinement[-1]["cancelled"]
+    np.testing.assert_allclose(out.vertices, plain.vertices, atol=1e-6)
+
+
+def test_cancel_before_refinement_still_cancels_the_job():
+    with pytest.raises(Cancelled):
+        animate(SAMPLE_ASSET, _blob_video(), refine="fast", cancel=lambda: True, frames=3, steps=1, device="cpu",
+                num_gaussians=256)
+
+
+def test_bad_video_for_refinement_is_an_input_error(monkeypatch):
+    frames = _blob_video(4)
+    frames[3, ..., 3] = 0
+    with pytest.raises(InputError, match="empty in frame"):
+        animate(SAMPLE_ASSET, frames, refine="fast", frames=4, steps=1, method="euler", device="cpu", num_gaussians=256)
