@@ -369,3 +369,22 @@ def test_install_built_zip_headless_and_run_operator(tmp_path):
     run = subprocess.run([sys.executable, "-c", INSTALL_SCRIPT, zip_path], capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=600)
     assert "GVF-INSTALLED ['1_body.gvf']" in run.stdout, run.stdout[-2000:] + run.stderr[-3000:]
+
+
+def test_demo_blend_plays_the_pipeline_vertices(tmp_path):
+    """gvf demo's animated.blend: the pipeline's vertices (file frame) on a mesh built like the pipeline's."""
+    from gvf_addon.demo_blend import build
+    from gvf_core.pipeline import animate
+    from gvf_core.pipeline.outputs import write_outputs
+
+    anim = animate(SAMPLE / "greenman.glb", SAMPLE / "walk.mp4", frames=4, steps=1, method="euler", device="cpu",
+                   num_gaussians=256, refine="off")
+    out = write_outputs(anim, tmp_path / "demo", preview=False)
+    blend = build(out, SAMPLE / "greenman.glb", SAMPLE / "walk.mp4")
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    result = next(o for o in bpy.data.objects if o.get("gvf_source"))
+    np.testing.assert_allclose(_read(result, 4), anim.vertices[3], atol=ATOL)
+    cam = bpy.context.scene.camera
+    assert cam.data.background_images[0].clip is not None  # the driving video behind the camera view
+    cv = opencv_camera(cam, bpy.context.scene)
+    np.testing.assert_allclose(cv["world_to_camera"], anim.camera.world_to_camera[0].numpy(), atol=1e-4)
