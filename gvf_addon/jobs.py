@@ -54,6 +54,7 @@ class JobSettings:
     frame_start: int = 1  # scene frame of the animation's first frame
     device: str = "auto"
     model_dir: str = ""
+    appearance_views: int = 0  # > 0: render that many views in Blender and fit the Gaussians' colours to them
     options: dict = field(default_factory=dict)  # further AnimateSettings keywords (num_gaussians, ...)
 
     def check(self) -> None:
@@ -121,11 +122,17 @@ def prepare_animate(context, obj, settings: JobSettings, job_dir=None, camera_ob
     job_dir = Path(job_dir) if job_dir else new_job_dir()
     arrays = export_mesh(context.evaluated_depsgraph_get(), obj, job_dir / "mesh.npz")
     (job_dir / "camera.json").write_text(json.dumps(camera, indent=1))
+    views = None
+    if settings.appearance_views > 0:
+        from .reference import render_views
+
+        views = str(render_views(context, obj, job_dir / "views", count=settings.appearance_views))
     request = P.AnimateRequest(
         mesh_path=str(job_dir / "mesh.npz"), video_path=video, camera=camera, first_frame=settings.first_frame,
         frames=settings.frames or None, steps=settings.steps, seed=settings.seed, strength=settings.strength,
         device=settings.device, model_dir=settings.model_dir or None, out_dir=str(job_dir / "result"),
         options=_request_options(settings), gaussians=settings.mode == "POINT_CLOUD", save_state=True,
+        views_dir=views,
     )
     return Job(obj.name, request, arrays["matrix_world"], settings.mode, settings.frame_start, job_dir)
 

@@ -33,6 +33,7 @@ class GVF_PT_animate(bpy.types.Panel):
         col.prop(s, "steps")
         col.prop(s, "seed")
         col.prop(s, "refine")
+        col.prop(s, "appearance_views")
         col.prop(s, "mode")
 
         layout.use_property_split = False

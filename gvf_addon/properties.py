@@ -38,6 +38,9 @@ class GVF_SceneSettings(bpy.types.PropertyGroup):
     steps: IntProperty(name="Steps", default=16, min=1, max=128, description="Diffusion sampler steps")
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed: the same seed gives the same motion")
     mode: EnumProperty(name="Output", items=MODES, default="SHAPE_KEYS")
+    appearance_views: IntProperty(name="Appearance views", default=0, min=0, max=32,
+                                  description="Render the mesh from this many views (Workbench) and fit the Gaussians' "
+                                              "colours to them before animating (0 = use the sampled vertex colours)")
     refine: EnumProperty(name="Refine", items=REFINE, default="auto",
                          description="Test-time refinement: fit the generated motion to the video")
     reference_path: StringProperty(name="Reference", subtype="FILE_PATH", default="//gvf_reference.png",
@@ -58,6 +61,7 @@ def job_settings(scene, prefs=None) -> JobSettings:
     return JobSettings(
         video_path=s.video_path, first_frame=s.first_frame, frames=s.frames, steps=s.steps, seed=s.seed,
         strength=s.strength, refine=s.refine, mode=s.mode, frame_start=scene.frame_start,
+        appearance_views=s.appearance_views,
         device=prefs.device if prefs is not None else "auto",
         model_dir=bpy.path.abspath(prefs.model_dir) if prefs is not None and prefs.model_dir else "",
     )

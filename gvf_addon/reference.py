@@ -38,8 +38,10 @@ def reference_path(scene, path: str) -> Path:
     return Path(bpy.path.abspath(path))
 
 
-def render_reference(context, obj, path, camera_obj=None, engine: str = "BLENDER_WORKBENCH") -> Path:
-    """Render ``obj`` alone from the camera (default: the scene's) to ``path``; returns the file."""
+def render_reference(context, obj, path, camera_obj=None, engine: str = "BLENDER_WORKBENCH",
+                     size: tuple[int, int] | None = None, samples: int = 16) -> Path:
+    """Render ``obj`` alone from the camera (default: the scene's) to ``path``; returns the file.
+    ``size`` (width, height) overrides the scene's render size; ``samples``: Cycles samples."""
     scene = context.scene
     camera = scene_camera(context, camera_obj)
     if obj is None or obj.type != "MESH":
@@ -52,9 +54,14 @@ def render_reference(context, obj, path, camera_obj=None, engine: str = "BLENDER
              (r, "filepath", str(out)), (r.image_settings, "file_format", "PNG"),
              (r.image_settings, "color_mode", "RGBA"), (obj, "hide_render", False)]
     items += [(o, "hide_render", True) for o in others]
+    if size is not None:
+        items += [(r, "resolution_x", int(size[0])), (r, "resolution_y", int(size[1])), (r, "resolution_percentage", 100)]
     if engine == "BLENDER_WORKBENCH":
         shading = scene.display.shading
         items += [(shading, "light", "STUDIO"), (shading, "color_type", "TEXTURE")]
+    elif engine == "CYCLES":
+        items += [(scene.cycles, "samples", int(samples)), (scene.cycles, "device", "CPU"),
+                  (scene.cycles, "use_denoising", False)]
     with _restored(items):
         bpy.ops.render.render(write_still=True, scene=scene.name)
     if not out.is_file():
@@ -62,4 +69,47 @@ def render_reference(context, obj, path, camera_obj=None, engine: str = "BLENDER
     return out
 
 
-__all__ = ["reference_path", "render_reference"]
+def render_views(context, obj, out_dir, count: int = 8, size: int = 256, engine: str = "BLENDER_WORKBENCH") -> Path:
+    """Render the evaluated ``obj`` from ``count`` cameras around it (azimuths evenly spaced,
+    elevations alternating 10° and 35°, the documented front camera's field of view and
+    framing) into ``out_dir/view_NN.png`` and write their cameras (world frame, OpenCV) to
+    ``out_dir/views.json``; returns ``out_dir``. The scene is left as it was."""
+    import json
+
+    import bpy
+    import numpy as np
+
+    from gvf_core.camera_math import DEFAULT_CAMERA, camera_dict, front_camera, look_at, orbit_offset
+
+    from .camera import apply_opencv_camera, matrix_world_from_world_to_camera
+    from .scene_io import mesh_arrays
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    world = mesh_arrays(context.evaluated_depsgraph_get(), obj)["vertices"]
+    K, front = front_camera(world, size, size)
+    centre = (world.min(0) + world.max(0)) / 2
+    distance = float(np.linalg.norm(np.linalg.inv(front)[:3, 3] - centre))
+    views = []
+    data = bpy.data.cameras.new("gvf_view")
+    cam = bpy.data.objects.new("gvf_view", data)
+    context.scene.collection.objects.link(cam)
+    try:
+        for i in range(count):
+            azimuth = DEFAULT_CAMERA["azimuth_deg"] + 360.0 * i / count
+            elevation = 10.0 if i % 2 == 0 else 35.0
+            w2c = look_at(centre + distance * orbit_offset(azimuth, elevation), centre)
+            view = camera_dict(K, w2c, size, size)
+            apply_opencv_camera(data, view)
+            cam.matrix_world = matrix_world_from_world_to_camera(w2c).T.tolist()
+            path = render_reference(context, obj, out_dir / f"view_{i:02d}.png", camera_obj=cam, engine=engine,
+                                    size=(size, size))
+            views.append({"image": path.name, **view})
+    finally:
+        bpy.data.objects.remove(cam)
+        bpy.data.cameras.remove(data)
+    (out_dir / "views.json").write_text(json.dumps({"views": views}, indent=1))
+    return out_dir
+
+
+__all__ = ["reference_path", "render_reference", "render_views"]

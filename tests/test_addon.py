@@ -388,3 +388,25 @@ def test_demo_blend_plays_the_pipeline_vertices(tmp_path):
     assert cam.data.background_images[0].clip is not None  # the driving video behind the camera view
     cv = opencv_camera(cam, bpy.context.scene)
     np.testing.assert_allclose(cv["world_to_camera"], anim.camera.world_to_camera[0].numpy(), atol=1e-4)
+
+
+def test_multiview_renders_refine_the_canonical_appearance(sample_scene, worker, tmp_path):
+    """Appearance views: rendered in Blender (evaluated mesh, transform), fitted in the worker."""
+    from gvf_addon.reference import render_views
+    from gvf_core.pipeline.inputs import read_views
+
+    sample_scene.location = (2.0, 0.5, -1.0)  # the object transform is part of the views' cameras
+    bpy.context.view_layer.update()
+    engine = bpy.context.scene.render.engine
+    folder = render_views(bpy.context, sample_scene, tmp_path / "views", count=4, size=64)
+    images, cams = read_views(folder)
+    assert images.shape == (4, 64, 64, 4) and len(cams) == 4
+    assert all(0.05 < (im[..., 3] > 127).mean() < 0.9 for im in images)  # the object is in every view
+    assert bpy.context.scene.render.engine == engine and "gvf_view" not in bpy.data.objects
+    job = jobs.prepare_animate(bpy.context, sample_scene, _settings(appearance_views=4,
+                                                                    options={**FAST, "appearance_steps": 5}),
+                               job_dir=tmp_path / "job")
+    assert job.request.views_dir and (Path(job.request.views_dir) / "views.json").is_file()
+    seen = []
+    result, event = jobs.run_sync(job, worker, progress=lambda stage, d, t: seen.append(stage))
+    assert "appearance" in seen and result.vertices.shape[0] == 4

@@ -52,6 +52,9 @@ class AnimateRequest:
     """Job folder for the result; None = a folder in the worker's work dir, removed when it stops."""
     options: dict = field(default_factory=dict)
     """Further AnimateSettings keywords: method, guidance_video, num_gaussians, segment_frames, ..."""
+    views_dir: str | None = None
+    """A folder of multiview renders of the asset (``views.json`` + RGBA PNGs, world-frame cameras): the
+    canonical Gaussians' appearance is fitted to them first (options' ``appearance_steps``)."""
     gaussians: bool = False
     """Also write the Gaussians' centres and colours per frame into the result."""
     save_state: bool = False

@@ -236,7 +236,8 @@ class Worker:
         clip = _read_clip(req.video_path, req.first_frame, req.frames)
         models = self._load_models(req.model_dir, device, progress)
         anim = animate(mesh, clip, camera=req.camera, frames=req.frames, steps=req.steps, seed=req.seed,
-                       strength=req.strength, device=device, progress=progress, cancel=cancel, model=models, **req.options)
+                       strength=req.strength, device=device, progress=progress, cancel=cancel, model=models,
+                       views=req.views_dir, **req.options)
         return self._finish(req, anim, cancel, progress)
 
     def _extend(self, req: P.ExtendRequest, cancel, progress) -> P.ResultEvent:

@@ -29,7 +29,8 @@ from gvf_core.models.video_inputs import VideoInputError, prepare_video
 from gvf_core.normalize import Normalization
 from gvf_core.pipeline.core import (Models, Motion, Progress, decode_motion, generate_motion, load_models, model_anchors,
                                    resolve_device)
-from gvf_core.pipeline.inputs import InputError, camera_to_model, read_camera, read_driving_video, read_mesh
+from gvf_core.pipeline.inputs import (InputError, camera_to_model, read_camera, read_driving_video, read_mesh,
+                                     read_views)
 from gvf_core.pipeline.refine import (RefineInputError, default_refine_mode, refine_motion, refine_settings,
                                      refine_targets)
 
@@ -49,6 +50,7 @@ class AnimateSettings:
     segment_frames: int = SEGMENT_FRAMES
     overlap: int = OVERLAP
     refine: str = "auto"  # test-time refinement: auto | off | fast | best (gvf_core.pipeline.refine)
+    appearance_steps: int = 100  # optimiser steps fitting the canonical appearance to multiview renders
 
     def sampler(self) -> SamplerConfig:
         return SamplerConfig(steps=self.steps, method=self.method, guidance_video=self.guidance_video,
@@ -201,6 +203,33 @@ def _finish(anim: Animation) -> None:
     anim.vertices = anim.normalization.invert(anim.model_vertices.double().numpy()).astype(np.float32)
 
 
+def fit_appearance(bound: BoundGaussians, views, world_norm: Normalization, steps: int, seed: int = 0,
+                   progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> BoundGaussians:
+    """The canonical Gaussians' appearance fitted to multiview renders (:func:`refine_canonical`
+    on white-composited RGBA images with their alpha as masks); the binding to the faces stays."""
+    from gvf_core.canonical import RefineConfig, refine_canonical
+    from gvf_core.models.sampler import Cancelled
+
+    images, cams = read_views(views) if not isinstance(views, tuple) else views
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 4:
+        raise InputError(f"views must be RGBA images [V, H, W, 4], got shape {images.shape}")
+    rgba = torch.from_numpy(images).float() / 255.0
+    alpha = rgba[..., 3]
+    rgb = rgba[..., :3] * alpha[..., None] + (1.0 - alpha[..., None])  # over white, as rendered
+    w2c = torch.stack([camera_to_model(cams.world_to_camera[i], world_norm) for i in range(len(cams))])
+    model_cams = Cameras(K=cams.K.float(), world_to_camera=w2c.float())
+
+    def step(i, n, loss):
+        if progress is not None:
+            progress("appearance", i, n)
+        if cancel is not None and cancel():
+            raise Cancelled("cancelled while fitting the appearance")
+
+    return refine_canonical(bound, rgb, model_cams, masks=alpha, config=RefineConfig(steps=steps, seed=seed),
+                            progress=step).gaussians
+
+
 def refine_animation(anim: Animation, models: Models, settings: AnimateSettings, device: str,
                      progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
                      first_segment: int = 0, before: Animation | None = None) -> Animation:
@@ -267,6 +296,7 @@ def animate(
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
     model=None,
+    views=None,
     **options,
 ) -> Animation:
     """Animate ``mesh`` (path or MeshData) from ``video`` (path, VideoClip or uint8 frames).
@@ -275,6 +305,9 @@ def animate(
     :class:`Cameras` (world frame, OpenCV). ``frames``: how many video frames to use (all
     by default). ``strength`` scales the motion magnitude read from the video. ``model``:
     a model folder or loaded :class:`Models` (default: the shipped tiny model).
+    ``views``: multiview renders of the asset, a folder (:func:`read_views`) or (uint8
+    [V, H, W, 4] RGBA, :class:`Cameras` [V] world frame); the canonical Gaussians'
+    appearance is fitted to them (``appearance_steps``) before the motion is generated.
     ``options``: further :class:`AnimateSettings` fields (method, guidance_video, ...).
     ``progress(stage, done, total)``; ``cancel()`` returning True stops the job with
     :class:`gvf_core.models.sampler.Cancelled` and nothing is returned.
@@ -304,6 +337,8 @@ def animate(
     norm = Normalization.fit(file_vertices, rotation=mesh_data.to_world_from_file)
     model_mesh = mesh_data.with_vertices(world_norm.apply(mesh_data.vertices))
     bound = mesh_to_gaussians(model_mesh, n=settings.num_gaussians, seed=seed)
+    if views is not None:
+        bound = fit_appearance(bound, views, world_norm, settings.appearance_steps, seed, progress, cancel)
     points = sample_surface(model_mesh, models.vae.config.num_points, seed=seed + 1, method="area")
     w2c_model = camera_to_model(cam.world_to_camera[0], world_norm)
     timings["canonical"] = time.perf_counter() - t0

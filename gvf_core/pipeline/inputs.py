@@ -22,7 +22,7 @@ MAX_VERTICES = 1_000_000
 """Largest mesh animate() takes (the vertex solve is sparse but one factorisation is V²-ish in the worst case)."""
 MAX_FACES = 2_000_000
 __all__ = ["DEFAULT_CAMERA", "InputError", "camera_to_model", "camera_to_world", "default_camera", "read_camera",
-           "read_driving_video", "read_mesh"]
+           "read_driving_video", "read_mesh", "read_views"]
 
 
 class InputError(ValueError):
@@ -132,3 +132,33 @@ def camera_to_world(model_w2c: torch.Tensor, norm: Normalization) -> torch.Tenso
     out[..., :3, 3] = m[..., :3, 3] / norm.scale - (A @ c[:, None])[..., 0]
     out[..., 3, 3] = 1.0
     return out.float()
+
+
+def read_views(folder) -> tuple[np.ndarray, Cameras]:
+    """Multiview renders of the asset (the Blender add-on writes them): ``folder/views.json``
+    ``{"views": [{"image": "view_00.png", <camera JSON>}, ...]}`` and the RGBA PNGs it names.
+    Returns (uint8 [V, H, W, 4], Cameras [V] in the world frame)."""
+    import json
+
+    from PIL import Image
+
+    folder = Path(folder)
+    try:
+        listing = json.loads((folder / "views.json").read_text())["views"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{folder}: no readable views.json ({exc}); render the views again") from exc
+    if not listing:
+        raise InputError(f"{folder}/views.json lists no views")
+    images, cams = [], []
+    for view in listing:
+        try:
+            img = np.asarray(Image.open(folder / view["image"]).convert("RGBA"))
+            cam, w, h = camera_from_json({k: v for k, v in view.items() if k != "image"})
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"{folder}: view {view.get('image')!r} is unreadable ({exc})") from exc
+        if img.shape[:2] != (h, w) or (images and img.shape != images[0].shape):
+            raise InputError(f"{folder}: {view['image']} is {img.shape[1]}×{img.shape[0]}, its camera says {w}×{h}; "
+                             "every view must have its camera's size and the same size")
+        images.append(img)
+        cams.append(cam)
+    return np.stack(images), Cameras.cat(cams)
