@@ -9,6 +9,8 @@ video's camera match each frame:
 - silhouette: L1 between the rendered alpha and the object mask;
 - prior: mean squared distance of the latent to the diffusion sample, so the sides the
   camera never sees stay as the prior made them;
+- temporal: the squared second difference over frames of the latent's change, so frames
+  fitted separately do not flicker;
 - residual deformation only: local rigidity (neighbour distances of the decoded motion are
   kept, ARAP-style), temporal smoothness (second difference) and a small magnitude term.
 
@@ -58,6 +60,7 @@ class RefineSettings:
     w_rgb: float = 0.2  # low: the video's shading is not the Gaussians' (measured, docs/models.md)
     w_silhouette: float = 1.0
     w_prior: float = 0.01
+    w_temporal: float = 1.0  # squared second difference of the latent over frames (against flicker)
     residual: bool = False  # optimise a per-Gaussian residual deformation too
     residual_lr: float = 2e-3
     w_rigidity: float = 1.0
@@ -246,8 +249,11 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
             rendered, alpha = render_crops(apply_deltas(canonical, moved), crops, settings.backend)
             losses = image_losses(rendered, alpha, rgb[frames], mask[frames])
             losses["prior"] = (latent - prior).pow(2).mean()
+            change = latent - prior  # the refinement's own change, smooth in time
+            losses["temporal"] = ((change[2:] - 2 * change[1:-1] + change[:-2]).pow(2).mean() if T >= 3
+                                  else change.sum() * 0)
             total = (settings.w_rgb * losses["rgb"] + settings.w_silhouette * losses["silhouette"]
-                     + settings.w_prior * losses["prior"])
+                     + settings.w_prior * losses["prior"] + settings.w_temporal * losses["temporal"])
             if offsets is not None:
                 base = canonical.means + deltas[..., :3].detach()  # decoded positions, no residual
                 pos = base + offsets[frames]
