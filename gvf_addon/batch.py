@@ -180,8 +180,11 @@ def convert_asset(asset: Path, video: Path, asset_dir: Path, settings: JobSettin
 
 
 def run_batch(assets_dir: Path, video: Path, out: Path, settings: JobSettings, shard=(0, 1), worker=None,
-              show_progress: bool = True) -> dict:
-    """Convert every asset of the shard; returns the batch summary (also written to OUT/batch_report.json)."""
+              show_progress: bool = True, worker_kwargs: dict | None = None) -> dict:
+    """Convert every asset of the shard; returns the batch summary (also written to OUT/batch_report.json).
+
+    ``worker``: a started WorkerClient to use; else one is started with ``worker_kwargs`` (and
+    restarted if an asset kills it)."""
     from .worker.client import WorkerClient
 
     assets = list_assets(assets_dir, shard)
@@ -198,8 +201,8 @@ def run_batch(assets_dir: Path, video: Path, out: Path, settings: JobSettings, s
                 continue
             bar.set_description(asset.name)
             try:
-                if worker is None:
-                    worker = WorkerClient()
+                if worker is None or (own_worker and not worker.running):
+                    worker = WorkerClient(**(worker_kwargs or {}))
                     worker.start()
                 report = convert_asset(asset, video_for(asset, video), asset_dir, settings, worker)
                 _write_report(asset_dir, report)
@@ -261,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="", help="model folder (default: the shipped model)")
     p.add_argument("--num-gaussians", type=int, default=None, help="canonical Gaussians per asset (default 4096)")
     p.add_argument("--worker-python", default=None, help="Python with torch that runs the model (default: this one)")
+    p.add_argument("--site-dir", action="append", default=[],
+                   help="folder put first on the worker's sys.path (the add-on's private dependency folder); repeatable")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if not args.assets.is_dir():
@@ -271,18 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = JobSettings(video_path=str(args.video), first_frame=args.first_frame, frames=args.frames,
                            steps=args.steps, seed=args.seed, strength=args.strength, refine=args.refine,
                            mode=args.mode, device=args.device, model_dir=args.model, options=options)
-    worker = None
-    if args.worker_python:
-        from .worker.client import WorkerClient
-
-        worker = WorkerClient(args.worker_python)
-        worker.start()
-    try:
-        summary = run_batch(args.assets, args.video, args.out, settings, args.shard, worker,
-                            show_progress=not args.no_progress)
-    finally:
-        if worker is not None:
-            worker.stop()
+    worker_kwargs = {"python_executable": args.worker_python, "site_dirs": args.site_dir}
+    summary = run_batch(args.assets, args.video, args.out, settings, args.shard, show_progress=not args.no_progress,
+                        worker_kwargs=worker_kwargs)
     print(f"GVF batch: {len(summary['ok'])} ok, {len(summary['failed'])} failed, {len(summary['skipped'])} already done "
           f"(of {summary['assets']}); reports in {args.out}")
     return 1 if summary["failed"] else 0

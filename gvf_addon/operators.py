@@ -26,6 +26,7 @@ from .worker.client import WorkerClient, WorkerError, check_worker_python
 
 _WORKER: dict = {"client": None, "key": None}
 _CANCEL: dict = {"asked": False}
+_STATE: dict = {"operator": None, "scene": None}  # the running modal job (module state: never saved or undone)
 PANEL_TIMER_S = 0.2
 
 
@@ -55,6 +56,8 @@ def stop_worker() -> None:
 def _target(context):
     s = context.scene.gvf
     obj = s.target or context.active_object
+    if obj is not None and obj.get("gvf_source"):  # a result object: its source is meant
+        obj = bpy.data.objects.get(obj["gvf_source"], obj)
     if obj is None or obj.type != "MESH":
         raise JobError("no mesh to animate: pick one in the GVF panel's Mesh field or make a mesh the active object")
     return obj
@@ -75,13 +78,19 @@ def _fail(op, context, message: str, detail: str = "") -> set:
     return {"CANCELLED"}
 
 
+def job_running() -> bool:
+    """Whether a modal GVF job is running in this Blender session (not saved with the .blend)."""
+    return _STATE["operator"] is not None
+
+
 class _WorkerJobOperator:
     """Shared machinery: prepare job(s) → run in the worker → write back."""
 
     _jobs: list
-    _job_id: str | None
+    _job_id: str | None = None
     _timer = None
     _current = None
+    _cancelling = False
 
     def make_jobs(self, context) -> list:
         raise NotImplementedError
@@ -89,10 +98,11 @@ class _WorkerJobOperator:
     # ---------------------------------------------------------------- headless
     def execute(self, context):
         s = context.scene.gvf
+        _CANCEL["asked"] = False
+        done = 0
         try:
             todo = self.make_jobs(context)
             worker = get_worker(context)
-            done = 0
             for job in todo:
                 s.status = f"{job.source_name}: running"
                 result, event = jobs.run_sync(job, worker, cancel=lambda: _CANCEL["asked"])
@@ -100,33 +110,35 @@ class _WorkerJobOperator:
                 done += 1
         except JobCancelled:
             _CANCEL["asked"] = False
-            s.status = "Cancelled"
-            self.report({"WARNING"}, "GVF: cancelled; the scene is unchanged")
-            return {"CANCELLED"}
+            s.status = "Cancelled" + (f" after {done} object(s)" if done else "")
+            self.report({"WARNING"}, "GVF: cancelled" + (f"; {done} object(s) were written" if done else "; the scene is unchanged"))
+            return {"FINISHED"} if done else {"CANCELLED"}
         except (JobError, WorkerError, ValueError, OSError) as exc:
-            return _fail(self, context, f"GVF: {exc}", getattr(exc, "traceback", "") or traceback.format_exc())
+            result = _fail(self, context, f"GVF: {exc}", getattr(exc, "traceback", "") or traceback.format_exc())
+            return {"FINISHED"} if done else result
         s.status = f"Done: {done} object(s)"
         return {"FINISHED"}
 
     # ---------------------------------------------------------------- modal
     def invoke(self, context, event):
-        s = context.scene.gvf
-        if s.running:
+        if job_running():
             self.report({"WARNING"}, "GVF: a job is already running (Esc cancels it)")
             return {"CANCELLED"}
+        s = context.scene.gvf
+        _CANCEL["asked"] = False
         try:
             self._jobs = list(self.make_jobs(context))
             self._worker = get_worker(context)
+            self._done, self._total, self._cancelling = 0, len(self._jobs), False
+            self._submit_next(context)  # before any handler exists: a failure here leaves nothing behind
         except (JobError, WorkerError, ValueError, OSError) as exc:
             return _fail(self, context, f"GVF: {exc}", traceback.format_exc())
-        self._done, self._total, self._job_id = 0, len(self._jobs), None
-        _CANCEL["asked"] = False
-        s.running, s.progress, s.status = True, 0.0, "Starting"
+        _STATE["operator"], _STATE["scene"] = self, context.scene.name
+        s.progress, s.status = 0.0, "Starting"
         wm = context.window_manager
         self._timer = wm.event_timer_add(PANEL_TIMER_S, window=context.window)
         wm.progress_begin(0, 1000)
         wm.modal_handler_add(self)
-        self._submit_next(context)
         return {"RUNNING_MODAL"}
 
     def _submit_next(self, context) -> bool:
@@ -134,10 +146,10 @@ class _WorkerJobOperator:
             return False
         self._current = self._jobs.pop(0)
         self._job_id = self._worker.submit(self._current.request)
+        self._cancelling = False
         return True
 
     def _end(self, context, status: str) -> None:
-        s = context.scene.gvf
         wm = context.window_manager
         if self._timer is not None:
             wm.event_timer_remove(self._timer)
@@ -145,26 +157,57 @@ class _WorkerJobOperator:
         wm.progress_end()
         if context.workspace is not None:
             context.workspace.status_text_set(None)
-        s.running, s.status = False, status
+        scene = bpy.data.scenes.get(_STATE.get("scene") or "") or context.scene
+        scene.gvf.status = status
+        _STATE["operator"], _STATE["scene"] = None, None
         _CANCEL["asked"] = False
         _redraw(context)
 
+    def _finish_partial(self, context, what: str) -> set:
+        """End after a cancel or failure: the objects already written stay (one undo step)."""
+        if self._done:
+            self._end(context, f"{what} after {self._done} of {self._total} object(s)")
+            self.report({"WARNING"}, f"GVF: {what.lower()}; {self._done} object(s) were written")
+            return {"FINISHED"}
+        self._end(context, what)
+        return {"CANCELLED"}
+
+    def cancel(self, context):
+        """Blender removes the handler (file loaded, window closed, add-on disabled): stop the job."""
+        try:
+            if self._job_id is not None and self._worker.running:
+                self._worker.cancel(self._job_id)
+        except WorkerError:
+            pass
+        self._end(context, "Cancelled")
+
     def modal(self, context, event):
+        try:
+            return self._modal(context, event)
+        except Exception as exc:  # noqa: BLE001 - never leave the timer, cursor and status behind
+            print(traceback.format_exc(), file=sys.stderr)
+            try:
+                if self._job_id is not None and self._worker.running:
+                    self._worker.cancel(self._job_id)
+            except WorkerError:
+                pass
+            self.report({"ERROR"}, f"GVF: {type(exc).__name__}: {exc}")
+            return self._finish_partial(context, "Failed")
+
+    def _modal(self, context, event):
         s = context.scene.gvf
-        if event.type == "ESC" or _CANCEL["asked"]:
-            if self._job_id is not None and not getattr(self, "_cancelling", False):
+        if event.type == "ESC" and event.value == "PRESS" or _CANCEL["asked"]:
+            _CANCEL["asked"] = False
+            if not self._cancelling:
                 self._cancelling = True
+                self._jobs.clear()  # nothing after this job either
                 self._worker.cancel(self._job_id)
                 s.status = "Cancelling…"
-            _CANCEL["asked"] = False
             return {"RUNNING_MODAL"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        if not self._worker.running:
-            self._end(context, "The worker stopped")
-            self.report({"ERROR"}, "GVF: the worker process stopped; see the system console")
-            return {"CANCELLED"}
-        for ev in self._worker.poll():
+        events = self._worker.poll()  # first: a worker that died has sent its last words
+        for ev in events:
             if getattr(ev, "job_id", None) != self._job_id:
                 continue
             if isinstance(ev, P.ProgressEvent):
@@ -177,23 +220,28 @@ class _WorkerJobOperator:
                     context.workspace.status_text_set(f"GVF {int(100 * overall)}% · {s.status} · Esc cancels")
                 _redraw(context)
                 continue
+            if self._cancelling and isinstance(ev, P.ResultEvent):
+                return self._finish_partial(context, "Cancelled")  # finished before the cancel arrived: not written
             try:
                 result, final = jobs.finish(ev)
                 jobs.apply_result(context, self._current, result, final)
             except JobCancelled:
-                self._end(context, "Cancelled")
-                self.report({"WARNING"}, "GVF: cancelled; the scene is unchanged")
-                return {"CANCELLED"}
+                self.report({"WARNING"}, "GVF: cancelled" + ("" if self._done else "; the scene is unchanged"))
+                return self._finish_partial(context, "Cancelled")
             except (JobError, ValueError, OSError) as exc:
-                self._end(context, f"Failed: {str(exc).splitlines()[0][:200]}")
                 self.report({"ERROR"}, f"GVF: {exc}")
                 print(getattr(exc, "traceback", "") or traceback.format_exc(), file=sys.stderr)
-                return {"CANCELLED"}
+                return self._finish_partial(context, f"Failed: {str(exc).splitlines()[0][:200]}")
             self._done += 1
             if not self._submit_next(context):
                 self._end(context, f"Done: {self._done} object(s)")
                 self.report({"INFO"}, f"GVF: animated {self._done} object(s)")
                 return {"FINISHED"}
+        if not self._worker.running:
+            tail = "\n".join(self._worker.stderr_lines()[-20:])
+            print(f"GVF worker stopped:\n{tail}", file=sys.stderr)
+            self.report({"ERROR"}, "GVF: the worker process stopped; its last output is in the system console")
+            return self._finish_partial(context, "The worker stopped")
         return {"RUNNING_MODAL"}
 
 
@@ -255,22 +303,31 @@ class GVF_OT_batch(_WorkerJobOperator, bpy.types.Operator):
             return _fail(self, context, "GVF: pick the driving video first")
         prefs = get_preferences(context)
         settings = job_settings(context.scene, prefs)
-        cmd = batch_command(assets, bpy.path.abspath(s.video_path), out, settings)
-        Path(out).mkdir(parents=True, exist_ok=True)
-        log = open(Path(out) / "batch.log", "w")
-        subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if s.batch_out.startswith("//") and not bpy.data.filepath:
+            return _fail(self, context, "GVF: save the .blend first, or pick an absolute output folder for the batch")
+        cmd = batch_command(assets, bpy.path.abspath(s.video_path), out, settings, worker_settings(prefs))
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            with open(Path(out) / "batch.log", "w") as log:
+                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            return _fail(self, context, f"GVF: cannot start the batch in {out}: {exc}")
         s.status = f"Batch started in the background; reports in {out}"
         self.report({"INFO"}, f"GVF: batch started: {' '.join(cmd[:3])} …; see {out}batch.log")
         return {"FINISHED"}
 
 
-def batch_command(assets: str, video: str, out: str, settings) -> list[str]:
-    """The headless batch command line (Blender in background mode running gvf_addon.batch)."""
+def batch_command(assets: str, video: str, out: str, settings, worker: dict) -> list[str]:
+    """The headless batch command line (Blender in background mode running gvf_addon.batch),
+    with the preferences' worker Python and dependency folder."""
     script = Path(__file__).resolve().parent / "batch.py"
     return [bpy.app.binary_path, "--background", "--factory-startup", "--python", str(script), "--",
             "--assets", assets, "--video", video, "--out", out, "--mode", settings.mode, "--steps", str(settings.steps),
             "--seed", str(settings.seed), "--strength", str(settings.strength), "--refine", settings.refine,
-            "--device", settings.device, *(["--model", settings.model_dir] if settings.model_dir else [])]
+            "--device", settings.device, "--frames", str(settings.frames), "--first-frame", str(settings.first_frame),
+            "--worker-python", worker["python_executable"], "--no-progress",
+            *[a for d in worker["site_dirs"] for a in ("--site-dir", str(d))],
+            *(["--model", settings.model_dir] if settings.model_dir else [])]
 
 
 class GVF_OT_cancel(bpy.types.Operator):
@@ -280,7 +337,7 @@ class GVF_OT_cancel(bpy.types.Operator):
     bl_label = "Cancel"
 
     def execute(self, context):
-        _CANCEL["asked"] = True
+        _CANCEL["asked"] = job_running()  # no job: nothing to cancel, and no stale request for the next one
         return {"FINISHED"}
 
 

@@ -2,6 +2,8 @@
 
 import bpy
 
+from .operators import job_running
+
 
 class GVF_PT_animate(bpy.types.Panel):
     bl_label = "Animate from Video"
@@ -41,14 +43,14 @@ class GVF_PT_animate(bpy.types.Panel):
         col.prop(s, "reference_path", text="")
         col.operator("gvf.render_reference", icon="RENDER_STILL")
         col = layout.column(align=True)
-        col.enabled = not s.running
+        col.enabled = not job_running()
         col.scale_y = 1.4
         col.operator("gvf.animate", icon="PLAY")
         col = layout.column(align=True)
-        col.enabled = not s.running
+        col.enabled = not job_running()
         col.operator("gvf.extend", icon="NEXT_KEYFRAME")
         col.operator("gvf.remove_result", icon="X")
-        if s.running:
+        if job_running():
             row = layout.row(align=True)
             row.progress(factor=s.progress, text=s.status or "Running")
             row.operator("gvf.cancel", text="", icon="CANCEL")
@@ -73,7 +75,7 @@ class GVF_PT_batch(bpy.types.Panel):
             layout.prop(s, "batch_assets")
             layout.prop(s, "batch_out")
         col = layout.column()
-        col.enabled = not s.running
+        col.enabled = not job_running()
         col.operator("gvf.batch", icon="FILE_FOLDER" if s.batch_source == "FOLDER" else "OBJECT_DATA")
 
 

@@ -1,7 +1,7 @@
 """The panel's settings, stored on the scene as ``scene.gvf`` (saved with the .blend)."""
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from .jobs import JobSettings
 
@@ -50,9 +50,8 @@ class GVF_SceneSettings(bpy.types.PropertyGroup):
     batch_out: StringProperty(name="Output", subtype="DIR_PATH", default="//gvf_batch/",
                               description="Where the batch writes one .blend, PC2 file and PLY sequence per asset")
     # runtime state shown in the panel
-    running: BoolProperty(default=False, options={"SKIP_SAVE"})
-    progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR", options={"SKIP_SAVE"})
-    status: StringProperty(default="", options={"SKIP_SAVE"})
+    progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    status: StringProperty(default="")
 
 
 def job_settings(scene, prefs=None) -> JobSettings:

@@ -52,7 +52,10 @@ def render_reference(context, obj, path, camera_obj=None, engine: str = "BLENDER
     others = [o for o in scene.objects if o is not obj and o.type not in ("CAMERA", "LIGHT") and not o.hide_render]
     items = [(scene, "camera", camera), (r, "engine", engine), (r, "film_transparent", True),
              (r, "filepath", str(out)), (r.image_settings, "file_format", "PNG"),
-             (r.image_settings, "color_mode", "RGBA"), (obj, "hide_render", False)]
+             (r.image_settings, "color_mode", "RGBA"), (obj, "hide_render", False),
+             # display colours as they are (the default AgX view would tone-map the fitted colours)
+             (scene.view_settings, "view_transform", "Standard"), (scene.view_settings, "look", "None"),
+             (scene.view_settings, "exposure", 0.0), (scene.view_settings, "gamma", 1.0)]
     items += [(o, "hide_render", True) for o in others]
     if size is not None:
         items += [(r, "resolution_x", int(size[0])), (r, "resolution_y", int(size[1])), (r, "resolution_percentage", 100)]

@@ -266,6 +266,8 @@ def refine_animation(anim: Animation, models: Models, settings: AnimateSettings,
             targets = refine_targets(frames, anim.camera.K[0].numpy(), w2c, config.resolution,
                                      source=anim.settings.get("video", "video"))
         except RefineInputError as exc:
+            if settings.refine == "auto":  # not asked for explicitly: keep the unrefined result
+                return replace(anim, refinement=[*anim.refinement, {"mode": mode, "segment": k, "skipped": str(exc)}])
             raise InputError(str(exc)) from exc
         step = None if progress is None else (lambda stage, i, n, label=label: progress(label, i, n))
         outcome = refine_motion(models, bound, motion, targets, config, seed=settings.seed + k, progress=step,
@@ -310,7 +312,8 @@ def animate(
     appearance is fitted to them (``appearance_steps``) before the motion is generated.
     ``options``: further :class:`AnimateSettings` fields (method, guidance_video, ...).
     ``progress(stage, done, total)``; ``cancel()`` returning True stops the job with
-    :class:`gvf_core.models.sampler.Cancelled` and nothing is returned.
+    :class:`gvf_core.models.sampler.Cancelled` and nothing is returned — except during
+    refinement, where it stops the refinement and the unrefined animation is returned.
     """
     settings = AnimateSettings(steps=steps, seed=seed, strength=strength, **options)
     settings.check()
