@@ -53,7 +53,7 @@ def build_core_wheel(out: Path, version: str) -> Path:
         src = Path(tmp) / "core"
         shutil.copytree(ROOT / "gvf_core", src / "gvf_core", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         (src / "pyproject.toml").write_text(f'''[build-system]
-requires = ["setuptools>=68"]
+requires = ["setuptools>=61"]
 build-backend = "setuptools.build_meta"
 
 [project]
