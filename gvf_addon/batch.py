@@ -165,13 +165,7 @@ def convert_asset(asset: Path, video: Path, asset_dir: Path, settings: JobSettin
     job.request.write_outputs = True
     job.request.save_state = False
     result, event = jobs.run_sync(job, worker, progress=progress)
-    write_pc2 = {"pc2_path": "//animation.pc2"} if settings.mode == "MESH_CACHE" else {}
-    from .scene_io import to_local
-    from .writeback import write_animation
-
-    vertices = to_local(result.vertices, job.matrix_world)
-    write_animation(bpy.context, obj, vertices, settings.mode, fps=result.fps, frame_start=settings.frame_start,
-                    **write_pc2)
+    jobs.apply_result(bpy.context, job, result, pc2_path="//animation.pc2")
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     shutil.rmtree(asset_dir / ".job", ignore_errors=True)
     return {"status": "ok", "asset": str(asset), "video": str(video), "blend": str(blend), "mode": settings.mode,

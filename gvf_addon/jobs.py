@@ -190,8 +190,9 @@ def finish(event):
     return P.load_result(event.result_path), event
 
 
-def apply_result(context, job: Job, result: P.JobResult, event: P.ResultEvent | None = None):
-    """Write ``result`` back onto job's source object (one call: one undo step); returns the result object."""
+def apply_result(context, job: Job, result: P.JobResult, event: P.ResultEvent | None = None, pc2_path=None):
+    """Write ``result`` back onto job's source object (one call: one undo step); returns the result object.
+    ``pc2_path``: where a MESH_CACHE result's PC2 file goes (default: beside the .blend)."""
     import bpy
 
     from .writeback import write_animation
@@ -204,7 +205,7 @@ def apply_result(context, job: Job, result: P.JobResult, event: P.ResultEvent | 
     if job.mode == "POINT_CLOUD" and result.gaussian_means is not None:
         points = to_local(result.gaussian_means, job.matrix_world)
     obj = write_animation(context, source, vertices, job.mode, fps=result.fps, frame_start=job.frame_start,
-                          points=points)
+                          points=points, pc2_path=pc2_path if job.mode == "MESH_CACHE" else None)
     obj["gvf_matrix_world"] = np.asarray(job.matrix_world, dtype=np.float64).ravel().tolist()
     if event is not None and event.state_path:
         obj["gvf_state"] = event.state_path
