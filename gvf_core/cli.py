@@ -100,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=16, help="sampler steps (default 16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--refine", choices=("auto", "off", "fast", "best"), default="auto",
-                   help="test-time refinement (auto: fast on a GPU, off on the CPU)")
+    p.add_argument("--refine", choices=("auto", "off", "fast", "best"), default="fast",
+                   help="test-time refinement (default fast: the demo shows the motion fitted to the video; "
+                        "auto = fast on a GPU, off on the CPU)")
     p.add_argument("--no-blend", action="store_true", help="skip animated.blend (written when the bpy module is installed)")
 
     p = sub.add_parser("canonical", help="mesh -> canonical Gaussians: PLY + turntable")

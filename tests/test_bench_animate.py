@@ -21,7 +21,14 @@ def test_bench_animate_prints_stage_timings(capsys):
 
 
 def test_demo_writes_the_animation(tmp_path):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--steps", "1", "--device", "cpu"]) == 0
+    # refinement (the demo's default, ~70 s here) is tested in test_motion_refine.py
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--steps", "1", "--device", "cpu", "--refine", "off"]) == 0
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert report["frames"] == 36 and report["vertices"] == 196 and report["segments"] == 2
+    assert report["settings"]["refine"] == "off" and report["refinement"] == []
     assert (tmp_path / "demo" / "preview.mp4").stat().st_size > 0
+    try:
+        import bpy  # noqa: F401
+    except ImportError:
+        return
+    assert (tmp_path / "demo" / "animated.blend").stat().st_size > 0
