@@ -68,10 +68,16 @@ def _base_color_source(material):
     return None, linear_to_srgb(np.array(material.diffuse_color[:3], np.float64))
 
 
+def _wrap(t: np.ndarray) -> np.ndarray:
+    """Repeat into [0, 1], keeping a coordinate of exactly 1 (a UV island's border) at 1, not 0."""
+    w = np.mod(t, 1.0)
+    return np.where((w == 0) & (t > 0), 1.0, w)
+
+
 def _sample(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
     h, w = texture.shape[:2]
-    x = np.floor(np.mod(uv[:, 0], 1.0) * w).astype(np.int64).clip(0, w - 1)
-    y = np.floor(np.mod(uv[:, 1], 1.0) * h).astype(np.int64).clip(0, h - 1)
+    x = np.floor(_wrap(uv[:, 0]) * w).astype(np.int64).clip(0, w - 1)
+    y = np.floor(_wrap(uv[:, 1]) * h).astype(np.int64).clip(0, h - 1)
     return texture[y, x]
 
 

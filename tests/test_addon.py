@@ -410,3 +410,31 @@ def test_multiview_renders_refine_the_canonical_appearance(sample_scene, worker,
     seen = []
     result, event = jobs.run_sync(job, worker, progress=lambda stage, d, t: seen.append(stage))
     assert "appearance" in seen and result.vertices.shape[0] == 4
+
+
+def test_mesh_export_samples_image_textures_at_the_uvs():
+    """A plane textured half red / half blue: each vertex gets the texel under its UV."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.mesh.primitive_plane_add(size=2)
+    plane = bpy.context.active_object
+    bpy.ops.object.mode_set(mode="EDIT")
+    bpy.ops.mesh.subdivide(number_cuts=3)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    image = bpy.data.images.new("halves", 8, 8)
+    px = np.zeros((8, 8, 4), np.float32)
+    px[:, :4] = (1, 0, 0, 1)  # left half (u < 0.5) red
+    px[:, 4:] = (0, 0, 1, 1)  # right half blue
+    image.pixels.foreach_set(px.ravel())
+    mat = bpy.data.materials.new("tex")
+    tree = mat.node_tree
+    bsdf = next(n for n in tree.nodes if n.type == "BSDF_PRINCIPLED")
+    tex = tree.nodes.new("ShaderNodeTexImage")
+    tex.image = image
+    tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    plane.data.materials.append(mat)
+    bpy.context.view_layer.update()
+    arrays = mesh_arrays(bpy.context.evaluated_depsgraph_get(), plane)
+    c, v = arrays["vertex_colors"], arrays["vertices"]
+    left, right = v[:, 0] < -0.3, v[:, 0] > 0.3  # away from the seam, where corners average
+    assert (c[left, 0] > 0.9).all() and (c[left, 2] < 0.1).all()
+    assert (c[right, 2] > 0.9).all() and (c[right, 0] < 0.1).all()
