@@ -194,6 +194,22 @@ def test_extend_continues_from_the_last_frames(small_models):
     assert len(longer.latents) == 2
 
 
+def test_a_track_reading_model_runs_through_animate_and_extend(small_models):
+    dit = GVFDiT(replace(SMALL_DIT, tracks=True)).eval()
+    dit.load_state_dict(small_models.dit.state_dict(), strict=False)
+    _perturb(dit.track_in, 3)
+    models = Models(small_models.vae, dit, "small random test model with anchor tracks")
+    video = _blob_video(12)
+    first = animate(SAMPLE_ASSET, video[:8], model=models, **FAST)
+    assert first.timings["tracks"] > 0 and np.isfinite(first.vertices).all()
+    longer = extend(first, video[8:], model=models)
+    assert longer.num_frames == 12 and longer.timings["tracks"] > first.timings["tracks"]
+    # the tracks change the motion (same seed, same everything else, tracks input switched off)
+    plain = Models(small_models.vae, small_models.dit, "same without tracks")
+    again = animate(SAMPLE_ASSET, video[:8], model=plain, **FAST)
+    assert not np.allclose(again.vertices, first.vertices)
+
+
 # --------------------------------------------------------------------------- outputs
 def test_write_outputs_files_agree(tmp_path, small_models):
     anim = animate(SAMPLE_ASSET, _blob_video(4, alpha=True), model=small_models, **FAST)

@@ -109,9 +109,11 @@ def flow_validation_loss(dit, data_dir, split: str = "val", limit: int | None = 
                          times=(0.1, 0.3, 0.5, 0.7, 0.9)) -> float:
     """Mean flow-matching MSE (frames 1..T−1) over clips × ``times``, noise seeded per clip."""
     from gvf_core.models.sampler import add_noise
-    from gvf_core.training.dit import build_cache, conditions_from_cache
+    from gvf_core.training.dit import add_tracks, build_cache, conditions_from_cache
 
     cache = build_cache(data_dir, split, dit.config.video_size)
+    if dit.config.tracks:
+        cache = add_tracks(data_dir, split, cache)
     n = len(cache["seed"]) if limit is None else min(limit, len(cache["seed"]))
     device = next(dit.parameters()).device
     losses = []

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from gvf_core.models.layers import MLP, Attention, DistanceBias, FourierEmbedding
 from gvf_core.models.video_encoder import BackboneVideoEncoder, ConvVideoEncoder
 from gvf_core.models.video_inputs import cell_centres, project, ray_embedding
+from gvf_core.models.video_tracks import TRACK_FEATURES
 
 CANONICAL_FEATURES = 14
 
@@ -66,6 +67,8 @@ class DiTConfig:
     """Locality priors in spatial and video attention (not in the paper; docs/models.md)."""
     geometry_forcing: bool = False
     """Build the Geometry-Forcing head (its loss weights live in the training config)."""
+    tracks: bool = False
+    """Also read each anchor's 2-D optical-flow track (video_tracks.py), added to its token per frame."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -88,6 +91,7 @@ DIT_PRESETS: dict[str, DiTConfig] = {
     "tiny": DiTConfig(width=128, heads=4, depth=4, num_latents=128, latent_channels=8, video_size=64,
                       video_grid=8, canonical_tokens=256, pos_freqs=6, geometry_forcing=True),
 }
+DIT_PRESETS["tiny-tracks"] = replace(DIT_PRESETS["tiny"], tracks=True)
 
 
 @dataclass
@@ -101,6 +105,7 @@ class DiTConditions:
     K: Tensor  # [B, 3, 3] crop intrinsics
     world_to_camera: Tensor  # [B, 4, 4] camera in the model frame
     magnitude: Tensor | None = None  # [B] motion magnitude, None: predicted from the video
+    tracks: Tensor | None = None  # [B, T, L, TRACK_FEATURES] anchor tracks (models with config.tracks)
 
     def to(self, device) -> "DiTConditions":
         return DiTConditions(**{k: (None if v is None else v.to(device)) for k, v in self.__dict__.items()})
@@ -120,6 +125,7 @@ class DiTContext:
     video_bias: Tensor | None  # [B, H, L, G²]
     log_magnitude: Tensor  # [B] normalised log motion magnitude used
     predicted_log_magnitude: Tensor  # [B] normalised, from the video
+    tracks: Tensor | None = None  # [B, T, L, W] embedded anchor tracks (part of the video condition)
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -222,6 +228,8 @@ class GVFDiT(nn.Module):
         self.final_norm = nn.LayerNorm(W, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Linear(W, 2 * W)
         self.out = nn.Linear(W, c.latent_channels)
+        self.track_in = (nn.Sequential(nn.Linear(TRACK_FEATURES, W), nn.SiLU(), nn.Linear(W, W))
+                         if c.tracks else None)
         self.gf_head = nn.Sequential(nn.LayerNorm(W), nn.Linear(W, W), nn.SiLU(), nn.Linear(W, 3)) if c.geometry_forcing else None
         # statistics (fitted on training data, saved with the weights)
         self.register_buffer("residual_std", torch.ones(c.latent_channels))
@@ -248,6 +256,8 @@ class GVFDiT(nn.Module):
         for layer in (self.final_modulation, self.out):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        if self.track_in is not None:  # starts as "no tracks": a model fine-tuned from one without them is unchanged
+            nn.init.zeros_(self.track_in[-1].weight)
 
     # ------------------------------------------------------------------ conditions
     def encode_conditions(self, cond: DiTConditions) -> DiTContext:
@@ -274,7 +284,14 @@ class GVFDiT(nn.Module):
             log_magnitude = predicted.detach()
         else:
             log_magnitude = (torch.log(cond.magnitude.clamp(min=1e-4)) - self.log_magnitude_mean) / self.log_magnitude_std
-        return DiTContext(video, canonical, tokens_in, spatial_bias, video_bias, log_magnitude, predicted)
+        tracks = None
+        if self.track_in is not None:
+            if cond.tracks is None or cond.tracks.shape[:3] != (B, T, c.num_latents):
+                got = None if cond.tracks is None else tuple(cond.tracks.shape)
+                raise ValueError(f"this DiT reads anchor tracks [B={B}, T={T}, L={c.num_latents}, {TRACK_FEATURES}]; got {got} "
+                                 "(compute them with gvf_core.models.video_tracks)")
+            tracks = self.track_in(cond.tracks.float())
+        return DiTContext(video, canonical, tokens_in, spatial_bias, video_bias, log_magnitude, predicted, tracks)
 
     def magnitude_from_normalised(self, value: Tensor) -> Tensor:
         return torch.exp(value * self.log_magnitude_std + self.log_magnitude_mean)
@@ -294,16 +311,22 @@ class GVFDiT(nn.Module):
         Geometry-Forcing prediction [B, T, L, 3] (None without the head)."""
         B, T, L, _ = x.shape
         video, canonical = ctx.video, ctx.canonical
+        tracks = ctx.tracks
         if drop_video is not None:
             video = torch.where(drop_video[:, None, None, None], self.null_video.to(video.dtype).expand_as(video), video)
+            if tracks is not None:  # tracks are read from the video: dropped with it
+                tracks = tracks * (~drop_video).to(tracks.dtype)[:, None, None, None]
         if drop_canonical is not None:
             canonical = torch.where(drop_canonical[:, None, None], self.null_canonical.to(canonical.dtype).expand_as(canonical), canonical)
         mag = self.magnitude_mlp(self.magnitude_embed(ctx.log_magnitude[:, None]))
         if drop_magnitude is not None:
             mag = torch.where(drop_magnitude[:, None], self.null_magnitude.expand_as(mag), mag)
         cond = nn.functional.silu(self.time_mlp(timestep_embedding(t, self.config.width)) + mag)
-        ctx = DiTContext(video, canonical, ctx.tokens_in, ctx.spatial_bias, ctx.video_bias, ctx.log_magnitude, ctx.predicted_log_magnitude)
+        ctx = DiTContext(video, canonical, ctx.tokens_in, ctx.spatial_bias, ctx.video_bias, ctx.log_magnitude,
+                         ctx.predicted_log_magnitude, tracks)
         h = self.latent_in(x) + ctx.tokens_in[:, None]
+        if tracks is not None:
+            h = h + tracks
         temporal_bias = self.temporal_bias(T, x.device)
         gf = None
         for i, block in enumerate(self.blocks):

@@ -24,7 +24,9 @@ from gvf_core.models.dit import DiTConditions, GVFDiT, load_dit
 from gvf_core.models.sampler import Cancelled, SamplerConfig, sample
 from gvf_core.models.vae import GVFVAE, apply_deltas, gaussian_features, load_vae, mesh_guided_interpolation
 from gvf_core.models.vae_inputs import anchor_indices
+from gvf_core.data.encode import CANONICAL_TOKENS
 from gvf_core.models.video_inputs import VideoInputs
+from gvf_core.models.video_tracks import clip_tracks
 
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "weights" / "tiny"
 DECODE_FRAMES = 8
@@ -136,10 +138,15 @@ def generate_motion(
     anchors = model_anchors(models, canonical)
     z0 = rest_latent(vae, rest_points.to(device), anchors)
     tokens = anchor_indices(canonical.means, min(dit.config.canonical_tokens, canonical.num)).to(device)
+    tracks = None
+    if dit.config.tracks:
+        surface = canonical.means[anchor_indices(canonical.means, min(CANONICAL_TOKENS, canonical.num)).to(device)]
+        tracks = clip_tracks(anchors, surface, video.pixels, video.K, world_to_camera)[None].to(device)
+        t0 = _clock(timings, "tracks", t0)
     cond = DiTConditions(
         anchors=anchors[None], rest_latent=z0[None], canonical=gaussian_features(canonical.select(tokens))[None],
         pixels=video.pixels[None].to(device), K=video.K[None].to(device),
-        world_to_camera=world_to_camera[None].float().to(device), magnitude=None,
+        world_to_camera=world_to_camera[None].float().to(device), magnitude=None, tracks=tracks,
     )
     ctx = dit.encode_conditions(cond)
     predicted = float(dit.magnitude_from_normalised(ctx.predicted_log_magnitude)[0])
@@ -214,10 +221,11 @@ def decode_motion(models: Models, bound: BoundGaussians, latent: Tensor, anchors
 
 
 def _repeat_context(ctx, n: int):
+    from dataclasses import fields
+
     from gvf_core.models.dit import DiTContext
 
     def rep(x):
         return None if x is None else x.expand(n, *x.shape[1:])
 
-    return DiTContext(*(rep(getattr(ctx, f)) for f in ("video", "canonical", "tokens_in", "spatial_bias", "video_bias",
-                                                       "log_magnitude", "predicted_log_magnitude")))
+    return DiTContext(*(rep(getattr(ctx, f.name)) for f in fields(DiTContext)))

@@ -67,6 +67,11 @@ class RefineSettings:
     w_smooth: float = 1.0
     w_residual: float = 0.1
     rigidity_neighbours: int = 6
+    w_track: float = 1.0  # optical-flow tracks of visible points (0: off); see track_targets
+    track_points: int = 256
+    w_track_hidden: float = 1.0  # points behind the surface at frame 0 follow the flow of the surface in front
+    track_iterations: int = 100  # first phase: tracks only, every frame, decoding just the tracked points (cheap)
+    w_track_rigidity: float = 1.0  # first phase: neighbour distances among the tracked points are kept
     backend: str = "auto"  # renderer backend: auto | torch | gsplat
 
     def check(self) -> None:
@@ -164,6 +169,46 @@ def render_crops(gaussians: Gaussians, targets: RefineTargets, backend: str = "a
 
 
 @dataclass
+class TrackTargets:
+    """Where visible points of the asset go in the video (optical flow, video_tracks.py)."""
+
+    index: Tensor  # [P] canonical Gaussians that are tracked
+    position: Tensor  # [T, P, 2] their tracked position, crop units (0..1)
+    weight: Tensor  # [T, P] trust: visible at frame 0, forward-backward consistent, on the object
+
+
+def track_targets(canonical: Gaussians, targets: RefineTargets, points: int, hidden_weight: float = 1.0) -> TrackTargets:
+    """Track ``points`` farthest-point-sampled canonical Gaussians through the targets' crops.
+
+    Points hidden at frame 0 (depth test against 1024 surface samples) follow the flow of
+    the surface in front of them, with ``hidden_weight`` (measured on 16 validation clips:
+    their image-plane motion is read about as well as the visible points', 1.6 vs 1.3 px
+    error against 4.3 px of motion); a point's weight in a frame falls off with its
+    forward-backward flow error and is 0 where the track leaves the object mask.
+    """
+    from gvf_core.data.encode import CANONICAL_TOKENS
+    from gvf_core.models.vae_inputs import anchor_indices
+    from gvf_core.models.video_inputs import project
+    from gvf_core.models.video_tracks import DISPLACEMENT_SCALE, FB_TOLERANCE, anchor_tracks, anchor_visibility
+
+    means = canonical.means.detach().cpu().float()
+    index = anchor_indices(means, min(points, canonical.num)).cpu()
+    surface = means[anchor_indices(means, min(CANONICAL_TOKENS, canonical.num)).cpu()]
+    K = targets.camera.K[0].cpu().float()
+    w2c = targets.camera.world_to_camera[0].cpu().float()
+    size = targets.render_size or targets.size
+    screen = project(means[index], K, w2c, size)
+    visible = anchor_visibility(means[index], surface, K, w2c, size)
+    pixels = torch.cat([targets.rgb, targets.mask], -1).permute(0, 3, 1, 2).cpu()
+    feats = anchor_tracks(pixels, screen, visible)
+    position = screen[None] + feats[..., :2] / DISPLACEMENT_SCALE
+    fb = feats[..., 2] / DISPLACEMENT_SCALE
+    weight = (visible + hidden_weight * (1 - visible))[None] * torch.exp(-(fb / FB_TOLERANCE) ** 2) * (feats[..., 4] > ALPHA_THRESHOLD).float()
+    weight[0] = 0
+    return TrackTargets(index=index, position=position, weight=weight)
+
+
+@dataclass
 class RefineOutcome:
     motion: Motion  # the refined motion, or the input one when cancelled
     cancelled: bool
@@ -199,6 +244,61 @@ def image_losses(rendered_rgb: Tensor, rendered_alpha: Tensor, rgb: Tensor, mask
             "silhouette": (rendered_alpha - mask).abs().mean()}
 
 
+def _fit_tracks(vae, canonical: Gaussians, anchors: Tensor, latent: Tensor, prior: Tensor, tracks: TrackTargets,
+                crops: RefineTargets, settings: RefineSettings, progress: Progress | None,
+                cancel: Callable[[], bool] | None) -> list[dict]:
+    """First phase: move ``latent`` (in place) so the tracked points follow their tracks.
+
+    Only the P tracked Gaussians are decoded (the decoder treats every Gaussian on its
+    own, so their deltas are exactly what a full decode gives them), in every frame at
+    once, so an iteration costs a fraction of a rendered one. A rigidity term keeps the
+    distances between neighbouring tracked points: a limb that turns toward the camera
+    then moves in depth instead of shrinking on the screen.
+    """
+    from gvf_core.models.video_inputs import project
+
+    device = latent.device
+    index = tracks.index.to(device)
+    subset = canonical.select(index)
+    stacked = Gaussians.stack([subset])
+    rest = subset.means
+    edges = _neighbours(rest, settings.rigidity_neighbours).to(device)
+    d0 = (rest[:, None] - rest[edges]).norm(dim=-1)
+    spacing = d0.mean().clamp(min=1e-6)
+    target, weight = tracks.position.to(device), tracks.weight.to(device)
+    K, w2c = crops.camera.K[0], crops.camera.world_to_camera[0]
+    size = crops.render_size or crops.size
+    optimizer = torch.optim.Adam([latent], lr=settings.lr)
+    T = latent.shape[0]
+    history = []
+    for it in range(settings.track_iterations):
+        if cancel is not None and cancel():
+            break
+        optimizer.param_groups[0]["lr"] = settings.lr * 0.5 * (1 + np.cos(np.pi * it / settings.track_iterations))
+        deltas = vae.decode(latent[None], anchors[None], stacked)[0]  # [T, P, 14]
+        pos = rest + deltas[..., :3]
+        screen = project(pos, K, w2c, size)
+        error = (screen - target).norm(dim=-1) * crops.size  # crop pixels
+        losses = {"track": (weight * F.smooth_l1_loss(error, torch.zeros_like(error), reduction="none")).sum()
+                  / weight.sum().clamp(min=1.0)}
+        d = (pos[:, :, None] - pos[:, edges]).norm(dim=-1)
+        losses["track_rigidity"] = ((d - d0) / spacing).pow(2)[1:].mean()
+        losses["prior"] = (latent - prior).pow(2).mean()
+        change = latent - prior
+        losses["temporal"] = (change[2:] - 2 * change[1:-1] + change[:-2]).pow(2).mean() if T >= 3 else change.sum() * 0
+        total = (settings.w_track * losses["track"] + settings.w_track_rigidity * losses["track_rigidity"]
+                 + settings.w_prior * losses["prior"] + settings.w_temporal * losses["temporal"])
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        with torch.no_grad():
+            latent.grad[0] = 0
+        optimizer.step()
+        history.append({k: float(v.detach()) for k, v in losses.items()} | {"total": float(total.detach())})
+        if progress is not None:
+            progress("refine tracks", it + 1, settings.track_iterations)
+    return history
+
+
 def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets: RefineTargets,
                   settings: RefineSettings, seed: int = 0, progress: Progress | None = None,
                   cancel: Callable[[], bool] | None = None, solver: VertexSolver | None = None) -> RefineOutcome:
@@ -229,16 +329,30 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
     rgb, mask = targets.rgb.to(device), targets.mask.to(device)
     crops = replace(targets, camera=targets.camera.to(device))
     generator = torch.Generator().manual_seed(seed)
+    tracks = None
+    if settings.w_track > 0:
+        tracks = track_targets(canonical, targets, settings.track_points, settings.w_track_hidden)
+        tracked_index = tracks.index.to(device)
+        track_position, track_weight = tracks.position.to(device), tracks.weight.to(device)
+        from gvf_core.models.video_inputs import project
     movable = T - 1
     per_step = min(settings.frames_per_step, movable)
     history = []
     if movable < 1:
         return RefineOutcome(motion, False, {"iterations": 0, "seconds": 0.0, "note": "a single frame: nothing to fit"})
     with _frozen(vae), torch.enable_grad():
+        track_history = []
+        if tracks is not None and settings.track_iterations > 0:
+            track_history = _fit_tracks(vae, canonical, anchors, latent, prior, tracks, crops, settings, progress, cancel)
+            if len(track_history) < settings.track_iterations:  # cancelled
+                return RefineOutcome(motion, True, {"iterations": 0, "track_iterations": len(track_history),
+                                                    "seconds": time.perf_counter() - start, "cancelled": True,
+                                                    "settings": asdict(settings)})
         for it in range(settings.iterations):
             if cancel is not None and cancel():
-                return RefineOutcome(motion, True, {"iterations": it, "seconds": time.perf_counter() - start,
-                                                    "cancelled": True, "settings": asdict(settings)})
+                return RefineOutcome(motion, True, {"iterations": it, "track_iterations": len(track_history),
+                                                    "seconds": time.perf_counter() - start, "cancelled": True,
+                                                    "settings": asdict(settings)})
             frames = 1 + torch.randperm(movable, generator=generator)[:per_step].to(device)
             lr_scale = 0.5 * (1 + np.cos(np.pi * it / settings.iterations))  # cosine decay
             for group, base in zip(optimizer.param_groups, (settings.lr, settings.residual_lr)):
@@ -254,6 +368,13 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
                                   else change.sum() * 0)
             total = (settings.w_rgb * losses["rgb"] + settings.w_silhouette * losses["silhouette"]
                      + settings.w_prior * losses["prior"] + settings.w_temporal * losses["temporal"])
+            if tracks is not None:
+                tracked = canonical.means[tracked_index] + positions[:, tracked_index]
+                screen = project(tracked, crops.camera.K[0], crops.camera.world_to_camera[0], crops.render_size or crops.size)
+                error = (screen - track_position[frames]).norm(dim=-1) * targets.size  # crop pixels
+                w = track_weight[frames]
+                losses["track"] = (w * F.smooth_l1_loss(error, torch.zeros_like(error), reduction="none")).sum() / w.sum().clamp(min=1.0)
+                total = total + settings.w_track * losses["track"]
             if offsets is not None:
                 base = canonical.means + deltas[..., :3].detach()  # decoded positions, no residual
                 pos = base + offsets[frames]
@@ -283,11 +404,15 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
     refined = Motion(latent.cpu(), deltas, gaussians, vertices, motion.magnitude, motion.predicted_magnitude,
                      {**motion.timings, "refine": motion.timings.get("refine", 0.0) + seconds})
     head, tail = history[: max(1, len(history) // 10)], history[-max(1, len(history) // 10):]
-    report = {"iterations": settings.iterations, "seconds": seconds, "cancelled": False, "settings": asdict(settings),
+    report = {"iterations": settings.iterations, "track_iterations": len(track_history), "seconds": seconds,
+              "cancelled": False, "settings": asdict(settings),
               "loss_first": {k: float(np.mean([h[k] for h in head])) for k in head[0]},
               "loss_last": {k: float(np.mean([h[k] for h in tail])) for k in tail[0]}}
+    if track_history:
+        report["track_loss_first"], report["track_loss_last"] = track_history[0], track_history[-1]
     return RefineOutcome(refined, False, report)
 
 
 __all__ = ["REFINE_MODES", "REFINE_PRESETS", "RefineInputError", "RefineOutcome", "RefineSettings", "RefineTargets",
-           "default_refine_mode", "image_losses", "refine_motion", "refine_settings", "refine_targets"]
+           "TrackTargets", "default_refine_mode", "image_losses", "refine_motion", "refine_settings", "refine_targets",
+           "track_targets"]

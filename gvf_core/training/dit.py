@@ -37,6 +37,7 @@ from gvf_core.models.video_inputs import prepare_video
 from gvf_core.training.common import autocast_for, optimize, resume_checkpoint, save_checkpoint, warmup_cosine
 
 CACHE_FORMAT = "1"
+TRACKS_FORMAT = "1"
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,41 @@ def build_cache(data_dir, split: str, video_size: int, progress=None) -> dict[st
     return cache
 
 
+def add_tracks(data_dir, split: str, cache: dict[str, Tensor], progress=None) -> dict[str, Tensor]:
+    """``cache`` with ``"tracks"`` [N, T, L, TRACK_FEATURES] (float16): each clip's anchor tracks
+    (:func:`gvf_core.models.video_tracks.clip_tracks` on the cached crops, exactly as the
+    pipeline computes them). Kept in ``DIR/latents/dit-tracks-{split}-{size}.safetensors``
+    beside the cache and recomputed when the cache changes (~0.3 s per clip on one core)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from gvf_core.models.video_tracks import clip_tracks
+
+    size = int(cache["pixels"].shape[-1])
+    path = Path(data_dir) / "latents" / f"dit-tracks-{split}-{size}.safetensors"
+    tag = json.dumps({"format": TRACKS_FORMAT, "seeds": cache["seed"].tolist(), "n": int(cache["latent"].shape[0])})
+    if path.exists():
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("tag") == tag:
+                return {**cache, "tracks": load_file(str(path))["tracks"]}
+    rows = []
+    n = len(cache["seed"])
+    for i in range(n):
+        rows.append(clip_tracks(cache["anchors"][i], cache["canonical"][i, :, :3], cache["pixels"][i].float() / 255.0,
+                                cache["K"][i], cache["w2c"][i]).half())
+        if progress is not None:
+            progress(i + 1, n)
+    tracks = torch.stack(rows).contiguous()
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"tracks": tracks}, str(tmp), metadata={"tag": tag})
+    os.replace(tmp, path)
+    return {**cache, "tracks": tracks}
+
+
 def conditions_from_cache(cache: dict[str, Tensor], index: Tensor, frames: int, canonical_tokens: int,
                           magnitude: bool = True) -> tuple[DiTConditions, Tensor]:
-    """(conditions, clean VAE latents [B, T, L, C]) of the cached clips ``index``, first ``frames`` frames."""
+    """(conditions, clean VAE latents [B, T, L, C]) of the cached clips ``index``, first ``frames`` frames
+    (with their anchor tracks when the cache has them, see :func:`add_tracks`)."""
     latent = cache["latent"][index, :frames].float()
     cond = DiTConditions(
         anchors=cache["anchors"][index].float(),
@@ -144,6 +177,7 @@ def conditions_from_cache(cache: dict[str, Tensor], index: Tensor, frames: int, 
         K=cache["K"][index].float(),
         world_to_camera=cache["w2c"][index].float(),
         magnitude=cache["magnitude"][index].float() if magnitude else None,
+        tracks=cache["tracks"][index, :frames].float() if "tracks" in cache else None,
     )
     return cond, latent
 
@@ -280,12 +314,32 @@ class DiTTrainer:
         return step is not None
 
 
+def init_from(trainer: DiTTrainer, path) -> dict:
+    """Start ``trainer`` from the weights of another DiT file (e.g. the shipped model, to add
+    anchor tracks to it). Parameters missing from the file (the new track input) keep their
+    initialisation (zero output); every other tensor must match in shape. Returns what was
+    loaded, for statistics.json."""
+    from gvf_core.models.checkpoint import CheckpointError, read_model
+
+    _, tensors = read_model(path, "gvf-dit")
+    own = trainer.model.state_dict()
+    unexpected = sorted(set(tensors) - set(own))
+    wrong = sorted(k for k in set(own) & set(tensors) if own[k].shape != tensors[k].shape)
+    if unexpected or wrong:
+        raise CheckpointError(f"{path}: cannot start from this DiT: it has tensors this preset lacks ({unexpected[:5]}) "
+                              f"or of other shapes ({wrong[:5]}); pick the preset it was trained with")
+    trainer.model.load_state_dict(tensors, strict=False)
+    trainer.ema.load_state_dict(trainer.model.state_dict())
+    return {"path": str(path), "loaded": len(tensors), "new": sorted(set(own) - set(tensors))}
+
+
 def train_dit(data_dir, out_dir, preset: str = "tiny", train: DiTTrainConfig = DiTTrainConfig(), device: str = "cpu",
               resume: bool = True, progress: bool = True, overrides: dict | None = None,
-              max_minutes: float | None = None, vae_config=None) -> Path:
+              max_minutes: float | None = None, vae_config=None, init=None) -> Path:
     """Train (or resume) a DiT on ``data_dir``'s encoded train split; returns the weights path.
 
     ``vae_config`` (the VAE the latents came from) is checked against the DiT's L and C.
+    ``init``: a DiT file to start from (a fresh run only), see :func:`init_from`.
     """
     if preset not in DIT_PRESETS:
         raise ValueError(f"unknown DiT preset {preset!r}; choose one of {sorted(DIT_PRESETS)}")
@@ -307,6 +361,10 @@ def train_dit(data_dir, out_dir, preset: str = "tiny", train: DiTTrainConfig = D
             cache_bar.refresh()
 
     cache = build_cache(data_dir, "train", config.video_size, cache_progress)
+    if config.tracks:
+        if cache_bar is not None:
+            cache_bar.set_description("anchor tracks")
+        cache = add_tracks(data_dir, "train", cache, cache_progress)
     if cache_bar is not None:
         cache_bar.close()
     L, C = cache["latent"].shape[2:]
@@ -317,6 +375,8 @@ def train_dit(data_dir, out_dir, preset: str = "tiny", train: DiTTrainConfig = D
     out_dir = Path(out_dir)
     if not (resume and trainer.resume(out_dir)):
         stats = trainer.set_statistics()
+        if init is not None:
+            stats["init"] = init_from(trainer, init)
         if rank == 0:
             out_dir.mkdir(parents=True, exist_ok=True)
             (out_dir / "statistics.json").write_text(json.dumps(stats, indent=2))
@@ -350,5 +410,5 @@ def train_dit(data_dir, out_dir, preset: str = "tiny", train: DiTTrainConfig = D
     return out_dir / "dit.safetensors"
 
 
-__all__ = ["DiTTrainConfig", "DiTTrainer", "build_cache", "conditions_from_cache", "dit_losses",
+__all__ = ["DiTTrainConfig", "DiTTrainer", "add_tracks", "build_cache", "init_from", "conditions_from_cache", "dit_losses",
            "fit_statistics", "geometry_forcing_losses", "train_dit"]
