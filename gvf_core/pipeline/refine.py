@@ -70,7 +70,8 @@ class RefineSettings:
     w_track: float = 1.0  # optical-flow tracks of visible points (0: off); see track_targets
     track_points: int = 256
     w_track_hidden: float = 1.0  # points behind the surface at frame 0 follow the flow of the surface in front
-    track_iterations: int = 100  # first phase: tracks only, every frame, decoding just the tracked points (cheap)
+    track_iterations: int = 100  # first phase: tracks only, decoding just the tracked points
+    track_frames: int = 12  # frames decoded per first-phase iteration (0: all)
     w_track_rigidity: float = 1.0  # first phase: neighbour distances among the tracked points are kept
     backend: str = "auto"  # renderer backend: auto | torch | gsplat
 
@@ -245,13 +246,13 @@ def image_losses(rendered_rgb: Tensor, rendered_alpha: Tensor, rgb: Tensor, mask
 
 
 def _fit_tracks(vae, canonical: Gaussians, anchors: Tensor, latent: Tensor, prior: Tensor, tracks: TrackTargets,
-                crops: RefineTargets, settings: RefineSettings, progress: Progress | None,
-                cancel: Callable[[], bool] | None) -> list[dict]:
+                crops: RefineTargets, settings: RefineSettings, generator: torch.Generator,
+                progress: Progress | None, cancel: Callable[[], bool] | None) -> list[dict]:
     """First phase: move ``latent`` (in place) so the tracked points follow their tracks.
 
     Only the P tracked Gaussians are decoded (the decoder treats every Gaussian on its
-    own, so their deltas are exactly what a full decode gives them), in every frame at
-    once, so an iteration costs a fraction of a rendered one. A rigidity term keeps the
+    own, so their deltas are exactly what a full decode gives them), ``track_frames``
+    random frames per iteration (seeded), so an iteration costs a fraction of a rendered one. A rigidity term keeps the
     distances between neighbouring tracked points: a limb that turns toward the camera
     then moves in depth instead of shrinking on the screen.
     """
@@ -275,14 +276,19 @@ def _fit_tracks(vae, canonical: Gaussians, anchors: Tensor, latent: Tensor, prio
         if cancel is not None and cancel():
             break
         optimizer.param_groups[0]["lr"] = settings.lr * 0.5 * (1 + np.cos(np.pi * it / settings.track_iterations))
-        deltas = vae.decode(latent[None], anchors[None], stacked)[0]  # [T, P, 14]
+        if 0 < settings.track_frames < T - 1:
+            frames = 1 + torch.randperm(T - 1, generator=generator)[:settings.track_frames].to(device)
+        else:
+            frames = torch.arange(1, T, device=device)
+        deltas = vae.decode(latent[None, frames], anchors[None], stacked)[0]  # [F, P, 14]
         pos = rest + deltas[..., :3]
         screen = project(pos, K, w2c, size)
-        error = (screen - target).norm(dim=-1) * crops.size  # crop pixels
-        losses = {"track": (weight * F.smooth_l1_loss(error, torch.zeros_like(error), reduction="none")).sum()
-                  / weight.sum().clamp(min=1.0)}
+        error = (screen - target[frames]).norm(dim=-1) * crops.size  # crop pixels
+        w = weight[frames]
+        losses = {"track": (w * F.smooth_l1_loss(error, torch.zeros_like(error), reduction="none")).sum()
+                  / w.sum().clamp(min=1.0)}
         d = (pos[:, :, None] - pos[:, edges]).norm(dim=-1)
-        losses["track_rigidity"] = ((d - d0) / spacing).pow(2)[1:].mean()
+        losses["track_rigidity"] = ((d - d0) / spacing).pow(2).mean()
         losses["prior"] = (latent - prior).pow(2).mean()
         change = latent - prior
         losses["temporal"] = (change[2:] - 2 * change[1:-1] + change[:-2]).pow(2).mean() if T >= 3 else change.sum() * 0
@@ -343,7 +349,8 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
     with _frozen(vae), torch.enable_grad():
         track_history = []
         if tracks is not None and settings.track_iterations > 0:
-            track_history = _fit_tracks(vae, canonical, anchors, latent, prior, tracks, crops, settings, progress, cancel)
+            track_history = _fit_tracks(vae, canonical, anchors, latent, prior, tracks, crops, settings, generator,
+                                        progress, cancel)
             if len(track_history) < settings.track_iterations:  # cancelled
                 return RefineOutcome(motion, True, {"iterations": 0, "track_iterations": len(track_history),
                                                     "seconds": time.perf_counter() - start, "cancelled": True,
