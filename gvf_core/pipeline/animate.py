@@ -269,7 +269,9 @@ def refine_animation(anim: Animation, models: Models, settings: AnimateSettings,
             if settings.refine == "auto":  # not asked for explicitly: keep the unrefined result
                 return replace(anim, refinement=[*anim.refinement, {"mode": mode, "segment": k, "skipped": str(exc)}])
             raise InputError(str(exc)) from exc
-        step = None if progress is None else (lambda stage, i, n, label=label: progress(label, i, n))
+        # "segment K refine tracks" (phase 1), then "segment K refine" (phase 2)
+        step = None if progress is None else (
+            lambda stage, i, n, label=label: progress(label + stage[len("refine"):], i, n))
         outcome = refine_motion(models, bound, motion, targets, config, seed=settings.seed + k, progress=step,
                                 cancel=cancel, solver=solver)
         if outcome.cancelled:
