@@ -38,7 +38,10 @@ from gvf_core.cameras import Cameras
 from gvf_core.gaussians import Gaussians
 from gvf_core.metrics import ssim
 from gvf_core.models.vae import apply_deltas
-from gvf_core.models.video_inputs import ALPHA_THRESHOLD, VideoInputError, crop_intrinsics, prepare_video
+from gvf_core.data.encode import CANONICAL_TOKENS
+from gvf_core.models.vae_inputs import anchor_indices
+from gvf_core.models.video_inputs import ALPHA_THRESHOLD, VideoInputError, crop_intrinsics, prepare_video, project
+from gvf_core.models.video_tracks import DISPLACEMENT_SCALE, FB_TOLERANCE, anchor_tracks, anchor_visibility
 from gvf_core.pipeline.core import Models, Motion, Progress, decode_motion, model_anchors
 from gvf_core.render import rasterize
 
@@ -187,11 +190,6 @@ def track_targets(canonical: Gaussians, targets: RefineTargets, points: int, hid
     error against 4.3 px of motion); a point's weight in a frame falls off with its
     forward-backward flow error and is 0 where the track leaves the object mask.
     """
-    from gvf_core.data.encode import CANONICAL_TOKENS
-    from gvf_core.models.vae_inputs import anchor_indices
-    from gvf_core.models.video_inputs import project
-    from gvf_core.models.video_tracks import DISPLACEMENT_SCALE, FB_TOLERANCE, anchor_tracks, anchor_visibility
-
     means = canonical.means.detach().cpu().float()
     index = anchor_indices(means, min(points, canonical.num)).cpu()
     surface = means[anchor_indices(means, min(CANONICAL_TOKENS, canonical.num)).cpu()]
@@ -245,6 +243,24 @@ def image_losses(rendered_rgb: Tensor, rendered_alpha: Tensor, rgb: Tensor, mask
             "silhouette": (rendered_alpha - mask).abs().mean()}
 
 
+def track_loss(points: Tensor, tracks: TrackTargets, frames: Tensor, crops: RefineTargets) -> Tensor:
+    """Weighted smooth L1, in crop pixels, between the tracked Gaussians' positions ``points``
+    [F, P, 3] (model frame) in ``frames`` and their tracks (tensors on ``points``' device)."""
+    camera = crops.camera
+    screen = project(points, camera.K[0], camera.world_to_camera[0], crops.render_size or crops.size)
+    error = (screen - tracks.position[frames]).norm(dim=-1) * crops.size
+    w = tracks.weight[frames]
+    return (w * F.smooth_l1_loss(error, torch.zeros_like(error), reduction="none")).sum() / w.sum().clamp(min=1.0)
+
+
+def latent_terms(latent: Tensor, prior: Tensor) -> dict[str, Tensor]:
+    """Prior (mean squared distance to the diffusion sample) and temporal (squared second
+    difference over frames of the refinement's change) terms of a latent [T, L, C]."""
+    change = latent - prior
+    temporal = (change[2:] - 2 * change[1:-1] + change[:-2]).pow(2).mean() if len(latent) >= 3 else change.sum() * 0
+    return {"prior": change.pow(2).mean(), "temporal": temporal}
+
+
 def _fit_tracks(vae, canonical: Gaussians, anchors: Tensor, latent: Tensor, prior: Tensor, tracks: TrackTargets,
                 crops: RefineTargets, settings: RefineSettings, generator: torch.Generator,
                 progress: Progress | None, cancel: Callable[[], bool] | None) -> list[dict]:
@@ -252,12 +268,10 @@ def _fit_tracks(vae, canonical: Gaussians, anchors: Tensor, latent: Tensor, prio
 
     Only the P tracked Gaussians are decoded (the decoder treats every Gaussian on its
     own, so their deltas are exactly what a full decode gives them), ``track_frames``
-    random frames per iteration (seeded), so an iteration costs a fraction of a rendered one. A rigidity term keeps the
-    distances between neighbouring tracked points: a limb that turns toward the camera
-    then moves in depth instead of shrinking on the screen.
+    random frames per iteration (seeded), so an iteration costs a fraction of a rendered
+    one. A rigidity term keeps the distances between neighbouring tracked points: a limb
+    that turns toward the camera then moves in depth instead of shrinking on the screen.
     """
-    from gvf_core.models.video_inputs import project
-
     device = latent.device
     index = tracks.index.to(device)
     subset = canonical.select(index)
@@ -266,9 +280,6 @@ def _fit_tracks(vae, canonical: Gaussians, anchors: Tensor, latent: Tensor, prio
     edges = _neighbours(rest, settings.rigidity_neighbours).to(device)
     d0 = (rest[:, None] - rest[edges]).norm(dim=-1)
     spacing = d0.mean().clamp(min=1e-6)
-    target, weight = tracks.position.to(device), tracks.weight.to(device)
-    K, w2c = crops.camera.K[0], crops.camera.world_to_camera[0]
-    size = crops.render_size or crops.size
     optimizer = torch.optim.Adam([latent], lr=settings.lr)
     T = latent.shape[0]
     history = []
@@ -282,16 +293,9 @@ def _fit_tracks(vae, canonical: Gaussians, anchors: Tensor, latent: Tensor, prio
             frames = torch.arange(1, T, device=device)
         deltas = vae.decode(latent[None, frames], anchors[None], stacked)[0]  # [F, P, 14]
         pos = rest + deltas[..., :3]
-        screen = project(pos, K, w2c, size)
-        error = (screen - target[frames]).norm(dim=-1) * crops.size  # crop pixels
-        w = weight[frames]
-        losses = {"track": (w * F.smooth_l1_loss(error, torch.zeros_like(error), reduction="none")).sum()
-                  / w.sum().clamp(min=1.0)}
         d = (pos[:, :, None] - pos[:, edges]).norm(dim=-1)
-        losses["track_rigidity"] = ((d - d0) / spacing).pow(2).mean()
-        losses["prior"] = (latent - prior).pow(2).mean()
-        change = latent - prior
-        losses["temporal"] = (change[2:] - 2 * change[1:-1] + change[:-2]).pow(2).mean() if T >= 3 else change.sum() * 0
+        losses = {"track": track_loss(pos, tracks, frames, crops),
+                  "track_rigidity": ((d - d0) / spacing).pow(2).mean(), **latent_terms(latent, prior)}
         total = (settings.w_track * losses["track"] + settings.w_track_rigidity * losses["track_rigidity"]
                  + settings.w_prior * losses["prior"] + settings.w_temporal * losses["temporal"])
         optimizer.zero_grad(set_to_none=True)
@@ -337,10 +341,8 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
     generator = torch.Generator().manual_seed(seed)
     tracks = None
     if settings.w_track > 0:
-        tracks = track_targets(canonical, targets, settings.track_points, settings.w_track_hidden)
-        tracked_index = tracks.index.to(device)
-        track_position, track_weight = tracks.position.to(device), tracks.weight.to(device)
-        from gvf_core.models.video_inputs import project
+        found = track_targets(canonical, targets, settings.track_points, settings.w_track_hidden)
+        tracks = TrackTargets(*(x.to(device) for x in (found.index, found.position, found.weight)))
     movable = T - 1
     per_step = min(settings.frames_per_step, movable)
     history = []
@@ -368,19 +370,12 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
             positions = deltas[..., :3] if offsets is None else deltas[..., :3] + offsets[frames]
             moved = torch.cat([positions, appearance[frames, :, 3:10], deltas[..., 10:]], -1)
             rendered, alpha = render_crops(apply_deltas(canonical, moved), crops, settings.backend)
-            losses = image_losses(rendered, alpha, rgb[frames], mask[frames])
-            losses["prior"] = (latent - prior).pow(2).mean()
-            change = latent - prior  # the refinement's own change, smooth in time
-            losses["temporal"] = ((change[2:] - 2 * change[1:-1] + change[:-2]).pow(2).mean() if T >= 3
-                                  else change.sum() * 0)
+            losses = {**image_losses(rendered, alpha, rgb[frames], mask[frames]), **latent_terms(latent, prior)}
             total = (settings.w_rgb * losses["rgb"] + settings.w_silhouette * losses["silhouette"]
                      + settings.w_prior * losses["prior"] + settings.w_temporal * losses["temporal"])
             if tracks is not None:
-                tracked = canonical.means[tracked_index] + positions[:, tracked_index]
-                screen = project(tracked, crops.camera.K[0], crops.camera.world_to_camera[0], crops.render_size or crops.size)
-                error = (screen - track_position[frames]).norm(dim=-1) * targets.size  # crop pixels
-                w = track_weight[frames]
-                losses["track"] = (w * F.smooth_l1_loss(error, torch.zeros_like(error), reduction="none")).sum() / w.sum().clamp(min=1.0)
+                tracked = canonical.means[tracks.index] + positions[:, tracks.index]
+                losses["track"] = track_loss(tracked, tracks, frames, crops)
                 total = total + settings.w_track * losses["track"]
             if offsets is not None:
                 base = canonical.means + deltas[..., :3].detach()  # decoded positions, no residual
@@ -421,5 +416,5 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
 
 
 __all__ = ["REFINE_MODES", "REFINE_PRESETS", "RefineInputError", "RefineOutcome", "RefineSettings", "RefineTargets",
-           "TrackTargets", "default_refine_mode", "image_losses", "refine_motion", "refine_settings", "refine_targets",
-           "track_targets"]
+           "TrackTargets", "default_refine_mode", "image_losses", "latent_terms", "refine_motion", "refine_settings",
+           "refine_targets", "track_loss", "track_targets"]
