@@ -92,7 +92,7 @@ REFINE_PRESETS: dict[str, RefineSettings] = {
 
 def default_refine_mode(device: str) -> str:
     """What ``auto`` means on ``device``: ``fast`` on a GPU; ``off`` on the CPU, where fast costs
-    about a minute per 24 frames for a modest gain (measured, docs/models.md)."""
+    40–75 s per 24 frames (measured, docs/models.md): chosen explicitly, not imposed on batch runs."""
     return "fast" if str(device).startswith("cuda") else "off"
 
 
