@@ -156,3 +156,16 @@ def test_track_cache_is_written_and_reused(tmp_path):
     stamp = path.stat().st_mtime_ns
     again = add_tracks(tmp_path, "val", cache)
     assert path.stat().st_mtime_ns == stamp and torch.equal(again["tracks"], first["tracks"])
+    moved = {**cache, "anchors": cache["anchors"] + 0.05}  # re-encoded data: the stored tracks are stale
+    add_tracks(tmp_path, "val", moved)
+    assert path.stat().st_mtime_ns != stamp
+
+
+def test_visibility_surface_is_the_one_the_data_engine_stores():
+    from gvf_core.data.encode import CANONICAL_TOKENS
+    from gvf_core.models.video_tracks import SURFACE_POINTS, visibility_surface
+
+    assert SURFACE_POINTS == CANONICAL_TOKENS  # the training cache tests against the stored canonical tokens
+    means = torch.rand(2000, 3)
+    surface = visibility_surface(means)
+    assert surface.shape == (SURFACE_POINTS, 3) and visibility_surface(means[:10]).shape == (10, 3)

@@ -28,6 +28,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gvf_core.models.vae_inputs import anchor_indices
+from gvf_core.models.video_inputs import project
+
 TRACK_FEATURES = 5
 UPSAMPLE = 4
 """Flow is computed on the crop upsampled this many times (DIS needs more than 64 px)."""
@@ -35,6 +38,16 @@ DISPLACEMENT_SCALE = 10.0
 """Displacements are given in crop sides × this (a tenth of the crop ≈ 1)."""
 FB_TOLERANCE = 0.02
 """Forward-backward error (crop sides) under which the straight-from-frame-0 flow is trusted."""
+SURFACE_POINTS = 1024
+"""Canonical Gaussians the visibility test uses: the M = 1024 farthest-point samples the data
+engine stores per clip (gvf_core.data.encode.CANONICAL_TOKENS), so training and the pipeline
+test against the same surface."""
+
+
+def visibility_surface(means: Tensor) -> Tensor:
+    """The [min(SURFACE_POINTS, N), 3] farthest-point samples of canonical Gaussian centres
+    ``means`` [N, 3] that :func:`anchor_visibility` tests against."""
+    return means[anchor_indices(means, min(SURFACE_POINTS, len(means))).to(means.device)]
 
 
 def _grey(pixels: Tensor, upsample: int) -> list[np.ndarray]:
@@ -70,8 +83,6 @@ def anchor_visibility(anchors: Tensor, points: Tensor, K: Tensor, world_to_camer
     visible when its depth is within ``tolerance`` × the object's depth extent of its
     cell's nearest point (or its cell is empty).
     """
-    from gvf_core.models.video_inputs import project
-
     R, t = world_to_camera[:3, :3].float(), world_to_camera[:3, 3].float()
     z_pts = (points.float() @ R.T + t)[:, 2]
     z_anc = (anchors.float() @ R.T + t)[:, 2]
@@ -121,11 +132,8 @@ def anchor_tracks(pixels: Tensor, screen: Tensor, visible: Tensor, upsample: int
 
 def clip_tracks(anchors: Tensor, surface: Tensor, pixels: Tensor, K: Tensor, world_to_camera: Tensor) -> Tensor:
     """Track features [T, L, TRACK_FEATURES] of one clip: the anchors' [L, 3] rest positions,
-    ``surface`` [M, 3] points for the visibility test (the data engine stores M = 1024
-    farthest-point samples of the canonical Gaussians; the pipeline uses the same), the
+    ``surface`` [M, 3] points for the visibility test (:func:`visibility_surface`), the
     prepared crop ``pixels`` [T, 4, S, S] with its intrinsics ``K`` and camera (model frame)."""
-    from gvf_core.models.video_inputs import project
-
     size = int(pixels.shape[-1])
     anchors, K, world_to_camera = anchors.detach().cpu().float(), K.detach().cpu().float(), world_to_camera.detach().cpu().float()
     visible = anchor_visibility(anchors, surface.detach().cpu().float(), K, world_to_camera, size)

@@ -24,9 +24,8 @@ from gvf_core.models.dit import DiTConditions, GVFDiT, load_dit
 from gvf_core.models.sampler import Cancelled, SamplerConfig, sample
 from gvf_core.models.vae import GVFVAE, apply_deltas, gaussian_features, load_vae, mesh_guided_interpolation
 from gvf_core.models.vae_inputs import anchor_indices
-from gvf_core.data.encode import CANONICAL_TOKENS
 from gvf_core.models.video_inputs import VideoInputs
-from gvf_core.models.video_tracks import clip_tracks
+from gvf_core.models.video_tracks import clip_tracks, visibility_surface
 
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "weights" / "tiny"
 DECODE_FRAMES = 8
@@ -140,8 +139,8 @@ def generate_motion(
     tokens = anchor_indices(canonical.means, min(dit.config.canonical_tokens, canonical.num)).to(device)
     tracks = None
     if dit.config.tracks:
-        surface = canonical.means[anchor_indices(canonical.means, min(CANONICAL_TOKENS, canonical.num)).to(device)]
-        tracks = clip_tracks(anchors, surface, video.pixels, video.K, world_to_camera)[None].to(device)
+        tracks = clip_tracks(anchors, visibility_surface(canonical.means), video.pixels, video.K,
+                             world_to_camera)[None].to(device)
         t0 = _clock(timings, "tracks", t0)
     cond = DiTConditions(
         anchors=anchors[None], rest_latent=z0[None], canonical=gaussian_features(canonical.select(tokens))[None],

@@ -38,10 +38,10 @@ from gvf_core.cameras import Cameras
 from gvf_core.gaussians import Gaussians
 from gvf_core.metrics import ssim
 from gvf_core.models.vae import apply_deltas
-from gvf_core.data.encode import CANONICAL_TOKENS
 from gvf_core.models.vae_inputs import anchor_indices
 from gvf_core.models.video_inputs import ALPHA_THRESHOLD, VideoInputError, crop_intrinsics, prepare_video, project
-from gvf_core.models.video_tracks import DISPLACEMENT_SCALE, FB_TOLERANCE, anchor_tracks, anchor_visibility
+from gvf_core.models.video_tracks import (DISPLACEMENT_SCALE, FB_TOLERANCE, anchor_tracks, anchor_visibility,
+                                          visibility_surface)
 from gvf_core.pipeline.core import Models, Motion, Progress, decode_motion, model_anchors
 from gvf_core.render import rasterize
 
@@ -192,7 +192,7 @@ def track_targets(canonical: Gaussians, targets: RefineTargets, points: int, hid
     """
     means = canonical.means.detach().cpu().float()
     index = anchor_indices(means, min(points, canonical.num)).cpu()
-    surface = means[anchor_indices(means, min(CANONICAL_TOKENS, canonical.num)).cpu()]
+    surface = visibility_surface(means)
     K = targets.camera.K[0].cpu().float()
     w2c = targets.camera.world_to_camera[0].cpu().float()
     size = targets.render_size or targets.size
