@@ -243,3 +243,27 @@ def test_the_track_phase_alone_moves_the_motion_toward_the_video(moving_case):
     before, plain, tracked = (_visible_error(case, m) for m in (case["start"], a.motion, b.motion))
     print(f"visible error {before:.4f} → image 1 it {plain:.4f} → + 60 track its {tracked:.4f}")
     assert tracked < 0.5 * before and tracked < 0.5 * plain
+
+
+def test_points_whose_straight_flow_fails_keep_their_chained_track(moving_case, monkeypatch):
+    """Where the frame-0 → t flow fails its forward-backward check (large motions),
+    anchor_tracks uses the chained track; refinement must still fit it. (It weighted such
+    points 0, so a fast-turning validation clip lost its middle frames: docs/models.md.)"""
+    import gvf_core.pipeline.refine as R
+
+    case = moving_case
+    targets = refine_targets(case["frames"], case["K"], case["w2c"], 64)
+    real = R.anchor_tracks
+
+    def straight_flow_fails(*args, **kwargs):
+        features = real(*args, **kwargs)
+        features[1:, :, 2] = 10 * R.FB_TOLERANCE * R.DISPLACEMENT_SCALE
+        return features
+
+    trusted = R.track_targets(case["bound"].canonical, targets, 128)
+    monkeypatch.setattr(R, "anchor_tracks", straight_flow_fails)
+    chained = R.track_targets(case["bound"].canonical, targets, 128)
+    assert torch.equal(chained.position, trusted.position)
+    on_object = chained.weight[1:] > 0
+    assert on_object.float().mean() > 0.5
+    assert torch.allclose(chained.weight[1:][on_object], torch.tensor(R.CHAINED_TRACK_WEIGHT))
