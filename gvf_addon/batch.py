@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=OUTPUT_MODES, default="MESH_CACHE")
     p.add_argument("--frames", type=int, default=0, help="video frames to use (0 = all)")
     p.add_argument("--first-frame", type=int, default=0)
-    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--steps", type=int, default=JobSettings.steps)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strength", type=float, default=1.0)
     p.add_argument("--refine", choices=REFINE_CHOICES, default="auto")

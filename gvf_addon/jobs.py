@@ -46,7 +46,7 @@ class JobSettings:
     video_path: str
     first_frame: int = 0  # first video frame used (0 = the first)
     frames: int = 0  # how many video frames (0 = all from first_frame on)
-    steps: int = 16
+    steps: int = 2  # = gvf_core DEFAULT_SAMPLER.steps (tested; this process never imports gvf_core)
     seed: int = 0
     strength: float = 1.0
     refine: str = "auto"

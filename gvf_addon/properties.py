@@ -35,7 +35,8 @@ class GVF_SceneSettings(bpy.types.PropertyGroup):
                             description="The camera the video was seen from (default: the scene's active camera)")
     strength: FloatProperty(name="Strength", default=1.0, min=0.05, max=4.0,
                             description="Scales the motion read from the video (1 = as shown)")
-    steps: IntProperty(name="Steps", default=16, min=1, max=128, description="Diffusion sampler steps")
+    steps: IntProperty(name="Steps", default=JobSettings.steps, min=1, max=128,
+                       description="Diffusion sampler steps (2: the model's best estimate; more: sharper, less exact motion)")
     seed: IntProperty(name="Seed", default=0, min=0, description="Random seed: the same seed gives the same motion")
     mode: EnumProperty(name="Output", items=MODES, default="SHAPE_KEYS")
     appearance_views: IntProperty(name="Appearance views", default=0, min=0, max=32,

@@ -27,6 +27,8 @@ import logging
 import sys
 from pathlib import Path
 
+from gvf_core.models.sampler_config import DEFAULT_SAMPLER
+
 
 def _progress_bar(desc: str, enabled: bool = True):
     from tqdm import tqdm
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="animate the bundled sample asset from the bundled sample video with the shipped model")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    p.add_argument("--steps", type=int, default=16, help="sampler steps (default 16)")
+    p.add_argument("--steps", type=int, default=DEFAULT_SAMPLER.steps, help=f"sampler steps (default {DEFAULT_SAMPLER.steps})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--refine", choices=("auto", "off", "fast", "best"), default="fast",
@@ -174,11 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (vertices.npy, animation.pc2, gaussians/, preview.mp4, report.json)")
     p.add_argument("--camera", default=None, help="camera JSON (width, height, fx, fy, cx, cy, world_to_camera; OpenCV); default: the front camera of docs/pipeline.md")
     p.add_argument("--frames", type=int, default=None, help="use the first N video frames (default: all)")
-    p.add_argument("--steps", type=int, default=16, help="sampler steps (default 16)")
-    p.add_argument("--method", choices=("heun", "euler"), default="heun", help="sampler (default heun)")
+    p.add_argument("--steps", type=int, default=DEFAULT_SAMPLER.steps, help=f"sampler steps (default {DEFAULT_SAMPLER.steps})")
+    p.add_argument("--method", choices=("heun", "euler"), default=DEFAULT_SAMPLER.method, help=f"sampler (default {DEFAULT_SAMPLER.method})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strength", type=float, default=1.0, help="scales the motion magnitude read from the video (default 1)")
-    p.add_argument("--guidance", type=float, default=2.0, help="video guidance scale (default 2)")
+    p.add_argument("--guidance", type=float, default=DEFAULT_SAMPLER.guidance_video,
+                   help=f"video guidance scale (default {DEFAULT_SAMPLER.guidance_video:g}: the posterior mean; > 1 sharper samples)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--model", default=None, help="model folder with vae.safetensors and dit.safetensors (default: shipped tiny)")
     p.add_argument("--refine", choices=("auto", "off", "fast", "best"), default="auto",
@@ -198,9 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model folder (default: the shipped tiny model)")
     p.add_argument("--data", default="data/gvf", help="data set folder; its val split is made there first if missing (default data/gvf)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N validation samples")
-    p.add_argument("--steps", type=int, default=16)
-    p.add_argument("--method", choices=("heun", "euler"), default="heun")
-    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--steps", type=int, default=DEFAULT_SAMPLER.steps)
+    p.add_argument("--method", choices=("heun", "euler"), default=DEFAULT_SAMPLER.method)
+    p.add_argument("--guidance", type=float, default=DEFAULT_SAMPLER.guidance_video)
     p.add_argument("--sweep-steps", action="store_true", help="instead: vertex error against step count for euler and heun")
     p.add_argument("--no-images", action="store_true", help="skip the PSNR/SSIM renders (vertex error, jitter and flow loss only)")
     p.add_argument("--refine", choices=("off", "fast", "best"), default="off",
@@ -228,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench.add_parser("animate", help="pipeline stage timings (24 frames, shipped tiny model; paper preset too on CUDA)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--frames", type=int, default=24)
-    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--steps", type=int, default=DEFAULT_SAMPLER.steps)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return parser
 
@@ -383,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             from gvf_core.demo import SAMPLE_ASSET, SAMPLE_VIDEO
 
             args.mesh, args.video, args.camera, args.frames, args.strength = SAMPLE_ASSET, SAMPLE_VIDEO, None, None, 1.0
-            args.method, args.guidance, args.model, args.no_preview = "heun", 2.0, None, False
+            args.method, args.guidance = DEFAULT_SAMPLER.method, DEFAULT_SAMPLER.guidance_video
+            args.model, args.no_preview = None, False
             _animate(args)
             if not args.no_blend:
                 _demo_blend(args)

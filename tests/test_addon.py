@@ -102,7 +102,11 @@ def test_register_adds_panel_operators_and_settings():
                "free_model", "remove_result"):
         assert hasattr(bpy.ops.gvf, op), op
     s = bpy.context.scene.gvf
-    assert (s.mode, s.refine, s.steps, s.strength) == ("SHAPE_KEYS", "auto", 16, 1.0)
+    assert (s.mode, s.refine, s.steps, s.strength) == ("SHAPE_KEYS", "auto", 2, 1.0)
+    # the add-on process never imports gvf_core, so its default is a copy: the same as the library's
+    from gvf_core.models.sampler_config import DEFAULT_SAMPLER
+
+    assert s.steps == jobs.JobSettings.steps == jobs.P.AnimateRequest.steps == DEFAULT_SAMPLER.steps
     gvf_addon.unregister()
     assert not hasattr(bpy.types.Scene, "gvf")
     _register()

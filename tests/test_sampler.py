@@ -162,3 +162,17 @@ def test_time_grid_shift():
     steps = shifted[:-1] - shifted[1:]
     assert steps[0] < plain[0] - plain[1] < steps[-1]  # small steps near t = 1, large near 0
     assert int((shifted[1:] > 0.5).sum()) > int((plain[1:] > 0.5).sum())  # more steps spent above t = 0.5
+
+
+def test_the_cli_the_pipeline_and_the_sampler_share_one_default():
+    from gvf_core.cli import build_parser
+    from gvf_core.models.sampler_config import DEFAULT_SAMPLER
+    from gvf_core.pipeline.animate import AnimateSettings
+
+    assert AnimateSettings().sampler() == DEFAULT_SAMPLER == SamplerConfig()
+    for argv in (["animate", "mesh.obj", "video.mp4", "--out", "x"], ["eval", "animate"]):
+        args = build_parser().parse_args(argv)
+        assert (args.steps, args.method, args.guidance) == (DEFAULT_SAMPLER.steps, DEFAULT_SAMPLER.method,
+                                                             DEFAULT_SAMPLER.guidance_video)
+    # the posterior-mean default: few Euler steps, no guidance (docs/models.md)
+    assert DEFAULT_SAMPLER.method == "euler" and DEFAULT_SAMPLER.guidance_video == 1.0 and DEFAULT_SAMPLER.model_calls <= 2

@@ -42,7 +42,7 @@ class AnimateRequest:
     """How many video frames to use; None = all (from first_frame on)."""
     first_frame: int = 0
     """The first video frame used (0 = the video's first)."""
-    steps: int = 16
+    steps: int = 2  # = gvf_core DEFAULT_SAMPLER.steps (tested)
     seed: int = 0
     strength: float = 1.0
     device: str = "auto"

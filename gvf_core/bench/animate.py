@@ -14,6 +14,7 @@ import time
 import torch
 
 from gvf_core.demo import SAMPLE_ASSET, SAMPLE_VIDEO
+from gvf_core.models.sampler_config import DEFAULT_SAMPLER
 from gvf_core.pipeline import animate
 from gvf_core.pipeline.core import Models, load_models
 
@@ -34,8 +35,9 @@ def _one(models: Models, frames: int, steps: int, device: str, num_gaussians: in
             "stages_s": {k: round(v, 4) for k, v in anim.timings.items()}}
 
 
-def run(frames: int = 24, steps: int = 16, device: str = "cpu") -> dict:
-    out = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(), "steps": steps, "method": "heun"}
+def run(frames: int = 24, steps: int = DEFAULT_SAMPLER.steps, device: str = "cpu") -> dict:
+    out = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(), "steps": steps,
+           "method": DEFAULT_SAMPLER.method, "guidance_video": DEFAULT_SAMPLER.guidance_video}
     t0 = time.perf_counter()
     models = load_models(None, device)
     out["load_models_s"] = time.perf_counter() - t0

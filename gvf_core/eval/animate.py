@@ -33,6 +33,7 @@ from gvf_core.cameras import Cameras
 from gvf_core.data.sample import bound_from_sample
 from gvf_core.metrics import psnr, ssim
 from gvf_core.models.sampler import SamplerConfig
+from gvf_core.models.sampler_config import DEFAULT_SAMPLER
 from gvf_core.models.video_inputs import prepare_video
 from gvf_core.pipeline.core import Models, generate_motion, load_models
 from gvf_core.pipeline.refine import refine_motion, refine_settings, refine_targets
@@ -134,8 +135,8 @@ def flow_validation_loss(dit, data_dir, split: str = "val", limit: int | None = 
     return float(np.mean(losses))
 
 
-def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int = 16, method: str = "heun",
-                     guidance: float = 2.0, sweep: bool = False, device: str = "cpu", render_every: int = 4,
+def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int = DEFAULT_SAMPLER.steps, method: str = DEFAULT_SAMPLER.method,
+                     guidance: float = DEFAULT_SAMPLER.guidance_video, sweep: bool = False, device: str = "cpu", render_every: int = 4,
                      progress=None, split: str = "val", refine: str = "off") -> dict:
     """Figures on ``split`` (see the module docstring); ``render_every`` 0 skips the renders.
 

@@ -12,6 +12,8 @@ Two-scale classifier-free guidance over the canonical (c) and video (v) conditio
 
 All branches run as one batched call. ``sample`` reports progress per step, can be
 cancelled between steps (``Cancelled``), and draws its noise from a fixed seed.
+
+Settings and the default: sampler_config.py.
 """
 
 from __future__ import annotations
@@ -22,35 +24,14 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor
 
+from gvf_core.models.sampler_config import SamplerConfig
+
 Denoiser = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 """(x [N, ...], t [N], drop_video [N] bool, drop_canonical [N] bool) → velocity [N, ...]."""
 
 
 class Cancelled(RuntimeError):
     """Raised when a long job (sampling, refinement, a pipeline stage) is cancelled."""
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    steps: int = 16
-    method: str = "heun"
-    """"euler" (one model call per step) or "heun" (two, second order; the last step is Euler)."""
-    guidance_video: float = 2.0
-    """s_v; 1 disables video guidance."""
-    guidance_canonical: float = 1.0
-    """s_c; 1 disables canonical guidance."""
-    shift: float = 1.0
-    """Time-grid shift t' = s·t / (1 + (s − 1)·t); > 1 spends more steps at high noise."""
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"sampler steps must be >= 1, got {self.steps}")
-        if self.method not in ("euler", "heun"):
-            raise ValueError(f"unknown sampler method {self.method!r}; use 'euler' or 'heun'")
-
-    @property
-    def model_calls(self) -> int:
-        return self.steps if self.method == "euler" else 2 * self.steps - 1
 
 
 @dataclass

@@ -25,6 +25,7 @@ from gvf_core.canonical import BoundGaussians, VertexSolver, mesh_to_gaussians, 
 from gvf_core.cameras import Cameras
 from gvf_core.gaussians import Gaussians
 from gvf_core.models.sampler import SamplerConfig
+from gvf_core.models.sampler_config import DEFAULT_SAMPLER
 from gvf_core.models.video_inputs import VideoInputError, prepare_video
 from gvf_core.normalize import Normalization
 from gvf_core.pipeline.core import (Models, Motion, Progress, decode_motion, generate_motion, load_models, model_anchors,
@@ -40,12 +41,12 @@ OVERLAP = 6
 
 @dataclass
 class AnimateSettings:
-    steps: int = 16
-    method: str = "heun"
+    steps: int = DEFAULT_SAMPLER.steps
+    method: str = DEFAULT_SAMPLER.method
     seed: int = 0
     strength: float = 1.0
-    guidance_video: float = 2.0
-    guidance_canonical: float = 1.0
+    guidance_video: float = DEFAULT_SAMPLER.guidance_video
+    guidance_canonical: float = DEFAULT_SAMPLER.guidance_canonical
     num_gaussians: int = 4096
     segment_frames: int = SEGMENT_FRAMES
     overlap: int = OVERLAP
@@ -293,7 +294,7 @@ def animate(
     video,
     camera=None,
     frames: int | None = None,
-    steps: int = 16,
+    steps: int = DEFAULT_SAMPLER.steps,
     seed: int = 0,
     strength: float = 1.0,
     device: str = "auto",
