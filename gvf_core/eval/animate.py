@@ -135,8 +135,9 @@ def flow_validation_loss(dit, data_dir, split: str = "val", limit: int | None = 
     return float(np.mean(losses))
 
 
-def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int = DEFAULT_SAMPLER.steps, method: str = DEFAULT_SAMPLER.method,
-                     guidance: float = DEFAULT_SAMPLER.guidance_video, sweep: bool = False, device: str = "cpu", render_every: int = 4,
+def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int = DEFAULT_SAMPLER.steps,
+                     method: str = DEFAULT_SAMPLER.method, guidance: float = DEFAULT_SAMPLER.guidance_video,
+                     sweep: bool = False, device: str = "cpu", render_every: int = 4,
                      progress=None, split: str = "val", refine: str = "off") -> dict:
     """Figures on ``split`` (see the module docstring); ``render_every`` 0 skips the renders.
 
