@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model folder (default: the shipped tiny model)")
     p.add_argument("--data", default="data/gvf", help="data set folder; its val split is made there first if missing (default data/gvf)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N validation samples")
+    p.add_argument("--skip", type=int, default=0,
+                   help="leave out the first N validation samples (split a long run: --limit 32 and --skip 32 --limit 32)")
     p.add_argument("--steps", type=int, default=DEFAULT_SAMPLER.steps)
     p.add_argument("--method", choices=("heun", "euler"), default=DEFAULT_SAMPLER.method)
     p.add_argument("--guidance", type=float, default=DEFAULT_SAMPLER.guidance_video)
@@ -436,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             _ensure_split(args.data, "val")
             figures = evaluate_animate(args.data, model=args.model, limit=args.limit, steps=args.steps, method=args.method,
                                        guidance=args.guidance, sweep=args.sweep_steps, device=_device(args.device),
-                                       render_every=0 if args.no_images else 4, refine=args.refine,
+                                       render_every=0 if args.no_images else 4, refine=args.refine, skip=args.skip,
                                        progress=_progress_bar("eval animate", enabled=not args.json))
             _print_figures(figures, args.json)
         elif args.command == "bench" and args.bench == "blender":

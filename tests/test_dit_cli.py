@@ -16,7 +16,7 @@ CLIP = SampleConfig(frames=16, num_gaussians=512, num_points=2048, image_size=32
 def test_encode_train_eval(tmp_path, capsys):
     data = tmp_path / "data"
     make_dataset(data, split="train", count=2, start=0, config=CLIP, workers=1, shard_size=2)
-    make_dataset(data, split="val", count=1, config=CLIP, workers=1)
+    make_dataset(data, split="val", count=2, config=CLIP, workers=1)
     assert main(["data", "encode", "--data", str(data), "--device", "cpu"]) == 0  # the shipped VAE
     out = tmp_path / "model"
     args = ["train", "dit", "--preset", "tiny", "--data", str(data), "--out", str(out), "--steps", "2",
@@ -36,6 +36,17 @@ def test_encode_train_eval(tmp_path, capsys):
     assert figures["static"]["vertex_error"] > 0 and figures["static"]["jitter"] == 0
     assert figures["ceiling"]["vertex_error"] < figures["static"]["vertex_error"]
     assert figures["vertex_error_vs_static"] > 0
+
+    # --skip splits a run: the first sample and the second make up the mean of both
+    static = {}
+    for extra in (["--limit", "1"], ["--skip", "1"], []):
+        assert main(["eval", "animate", "--model", str(out), "--data", str(data), "--json", "--no-images", "--steps", "1",
+                     "--method", "euler", "--device", "cpu", *extra]) == 0
+        part = json.loads(capsys.readouterr().out)
+        static[" ".join(extra)] = (part["samples"], part["static"]["vertex_error"])
+    assert static["--skip 1"][0] == 1 and static[""][0] == 2
+    assert static["--skip 1"][1] != static["--limit 1"][1]
+    assert abs(static["--skip 1"][1] + static["--limit 1"][1] - 2 * static[""][1]) < 1e-6
 
     sweep = sweep_steps(data, load_models(out), limit=1, guidance=2.0, split="val",
                         settings=(("euler", 1), ("heun", 2)), reference_steps=4)

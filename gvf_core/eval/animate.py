@@ -42,8 +42,9 @@ from gvf_core.render import rasterize
 NOVEL_AZIMUTHS = (72.0, 144.0, 216.0, 288.0)
 
 
-def _samples(data_dir, split: str, limit: int | None):
-    """(arrays, meta, stored latent mean) of each validation sample, in order."""
+def _samples(data_dir, split: str, limit: int | None, skip: int = 0):
+    """(arrays, meta, stored latent mean) of each validation sample, in order, from the
+    ``skip``-th on, at most ``limit`` of them."""
     from safetensors.torch import load_file
 
     from gvf_core.data.shards import Manifest, ShardReader
@@ -55,7 +56,10 @@ def _samples(data_dir, split: str, limit: int | None):
         latents = load_file(str(latent_path)) if latent_path.exists() else {}
         with ShardReader(data_dir / info.file) as reader:
             for i in range(len(reader)):
-                if limit is not None and count >= limit:
+                if count < skip:
+                    count += 1
+                    continue
+                if limit is not None and count >= skip + limit:
                     return
                 arrays, meta = reader[i]
                 yield arrays, meta, latents.get(f"{i:04d}/mean")
@@ -107,7 +111,7 @@ def _image_scores(pred, truth, cams: Cameras, size: int, frames) -> tuple[list, 
 
 @torch.no_grad()
 def flow_validation_loss(dit, data_dir, split: str = "val", limit: int | None = None,
-                         times=(0.1, 0.3, 0.5, 0.7, 0.9)) -> float:
+                         times=(0.1, 0.3, 0.5, 0.7, 0.9), skip: int = 0) -> float:
     """Mean flow-matching MSE (frames 1..T−1) over clips × ``times``, noise seeded per clip."""
     from gvf_core.models.sampler import add_noise
     from gvf_core.training.dit import add_tracks, build_cache, conditions_from_cache
@@ -115,10 +119,10 @@ def flow_validation_loss(dit, data_dir, split: str = "val", limit: int | None = 
     cache = build_cache(data_dir, split, dit.config.video_size)
     if dit.config.tracks:
         cache = add_tracks(data_dir, split, cache)
-    n = len(cache["seed"]) if limit is None else min(limit, len(cache["seed"]))
+    n = len(cache["seed"]) if limit is None else min(skip + limit, len(cache["seed"]))
     device = next(dit.parameters()).device
     losses = []
-    for i in range(n):
+    for i in range(skip, n):
         cond, latent = conditions_from_cache(cache, torch.tensor([i]), cache["latent"].shape[1], dit.config.canonical_tokens)
         cond, latent = cond.to(device), latent.to(device)
         x0 = dit.to_residual(latent, cond.rest_latent)
@@ -138,8 +142,9 @@ def flow_validation_loss(dit, data_dir, split: str = "val", limit: int | None = 
 def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int = DEFAULT_SAMPLER.steps,
                      method: str = DEFAULT_SAMPLER.method, guidance: float = DEFAULT_SAMPLER.guidance_video,
                      sweep: bool = False, device: str = "cpu", render_every: int = 4,
-                     progress=None, split: str = "val", refine: str = "off") -> dict:
-    """Figures on ``split`` (see the module docstring); ``render_every`` 0 skips the renders.
+                     progress=None, split: str = "val", refine: str = "off", skip: int = 0) -> dict:
+    """Figures on ``split`` (see the module docstring); ``render_every`` 0 skips the renders;
+    ``skip`` leaves out the first samples (to split a long run across processes).
 
     ``refine`` fast | best adds the refined motion (:mod:`gvf_core.pipeline.refine`, fitted to
     the clip's own video) as a row beside the unrefined one, with its time per clip.
@@ -155,7 +160,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
     jitter = {k: [] for k in (*rows, "ground_truth")}
     seconds, refine_seconds = [], []
     total = limit if limit is not None else None
-    for n, (arrays, meta, stored) in enumerate(_samples(data_dir, split, limit)):
+    for n, (arrays, meta, stored) in enumerate(_samples(data_dir, split, limit, skip)):
         bound, rest, rest_points, video, w2c = _clip_inputs(arrays, meta, models)
         t0 = time.perf_counter()
         motion = generate_motion(models, bound, rest_points, video, w2c, sampler, seed=int(meta["seed"]))
@@ -189,8 +194,8 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
     count = len(rows["model"])
     if count == 0:
         raise ValueError(f"{data_dir}: no {split} samples to evaluate")
-    out = {"samples": count, "steps": steps, "method": method, "guidance_video": guidance, "model": models.source,
-           "seconds_per_clip": float(np.mean(seconds)), "render_frames_every": render_every, "image_size": size_in}
+    out = {"samples": count, "skipped": skip, "steps": steps, "method": method, "guidance_video": guidance,
+           "model": models.source, "seconds_per_clip": float(np.mean(seconds)), "render_frames_every": render_every, "image_size": size_in}
     for name in rows:
         if not rows[name]:
             continue
@@ -206,7 +211,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
                          "seconds_per_clip": float(np.mean(refine_seconds)),
                          "vertex_error_vs_static": out["refined"]["vertex_error"] / max(out["static"]["vertex_error"], 1e-12),
                          "vertex_error_vs_unrefined": out["refined"]["vertex_error"] / max(out["model"]["vertex_error"], 1e-12)}
-    out["flow_loss_val"] = flow_validation_loss(models.dit, data_dir, split, limit)
+    out["flow_loss_val"] = flow_validation_loss(models.dit, data_dir, split, limit, skip=skip)
     return out
 
 
