@@ -176,29 +176,28 @@ def test_bad_video_for_refinement_is_an_input_error(monkeypatch):
 
 
 
-@pytest.fixture(scope="module")
-def moving_case(case):
-    """A motion the camera sees: the sample slides right and turns in the image plane (12 °),
-    encoded by the shipped VAE (truth = its decoding), rendered at 96 px. Start: standing still."""
+def _rigid_case(case, turn_deg: float, approach: float, slide: float, T: int = 6, size: int = 96):
+    """The sample turning ``turn_deg`` in the image plane, sliding ``slide`` to the right and
+    moving ``approach`` toward the camera: one rigid motion, encoded by the shipped VAE (truth =
+    its decoding), rendered at ``size`` px. Start: standing still."""
     models, bound = case["models"], case["bound"]
     from gvf_core.models.vae import mesh_guided_interpolation
 
     canonical = bound.canonical
     anchors = model_anchors(models, canonical)
-    cam = Cameras.orbit([20.0], elevation_deg=10.0, distance=3.0, fov_deg=40.0, width=96, height=96)
+    cam = Cameras.orbit([20.0], elevation_deg=10.0, distance=3.0, fov_deg=40.0, width=size, height=size)
     R = cam.world_to_camera[0, :3, :3]
     right, forward = R[0], R[2]
     pts = canonical.means
     centre = pts.mean(0)
-    T = 6
     disp = []
     for t in range(T):
-        a = torch.tensor(np.radians(12.0) * t / (T - 1))
+        a = torch.tensor(np.radians(turn_deg) * t / (T - 1))
         k = forward / forward.norm()  # Rodrigues rotation about the view axis
         rel = pts - centre
         rotated = (rel * torch.cos(a) + torch.cross(k.expand_as(rel), rel, dim=-1) * torch.sin(a)
                    + k * (rel @ k)[:, None] * (1 - torch.cos(a)))
-        disp.append(rotated - rel + right * 0.12 * t / (T - 1))
+        disp.append(rotated - rel + (right * slide - forward * approach) * t / (T - 1))
     disp = torch.stack(disp)
     c = models.vae.config
     with torch.no_grad():
@@ -208,11 +207,17 @@ def moving_case(case):
     solver = case["solver"]
     true_motion = Motion(truth, *decode_motion(models, bound, truth, anchors, solver=solver), 0.0, 0.0)
     with torch.no_grad():
-        out = rasterize(true_motion.gaussians, cam, 96, 96, background=1.0, backend="torch")
+        out = rasterize(true_motion.gaussians, cam, size, size, background=1.0, backend="torch")
     frames = torch.cat([out.rgb[:, 0], out.alpha[:, 0]], -1).clamp(0, 1).mul(255).round().byte().numpy()
     start = truth[:1].expand_as(truth).clone()
     start_motion = Motion(start, *decode_motion(models, bound, start, anchors, solver=solver), 0.0, 0.0)
     return dict(case, truth=true_motion, start=start_motion, frames=frames, K=cam.K[0], w2c=cam.world_to_camera[0])
+
+
+@pytest.fixture(scope="module")
+def moving_case(case):
+    """A motion the camera sees: the sample slides right and turns in the image plane (12 °)."""
+    return _rigid_case(case, turn_deg=12.0, approach=0.0, slide=0.12)
 
 
 def test_tracks_follow_the_known_motion(moving_case):
@@ -269,44 +274,6 @@ def test_points_whose_straight_flow_fails_keep_their_chained_track(moving_case, 
     assert torch.allclose(chained.weight[1:][on_object], torch.tensor(R.CHAINED_TRACK_WEIGHT))
 
 
-def _rigid_case(case, turn_deg: float, approach: float, slide: float, T: int = 6, size: int = 96):
-    """The sample turning ``turn_deg`` in the image plane, sliding ``slide`` to the right and
-    moving ``approach`` toward the camera: one rigid motion, encoded by the shipped VAE (truth =
-    its decoding), rendered at ``size`` px. Start: standing still."""
-    models, bound = case["models"], case["bound"]
-    from gvf_core.models.vae import mesh_guided_interpolation
-
-    canonical = bound.canonical
-    anchors = model_anchors(models, canonical)
-    cam = Cameras.orbit([20.0], elevation_deg=10.0, distance=3.0, fov_deg=40.0, width=size, height=size)
-    R = cam.world_to_camera[0, :3, :3]
-    right, forward = R[0], R[2]
-    pts = canonical.means
-    centre = pts.mean(0)
-    disp = []
-    for t in range(T):
-        a = torch.tensor(np.radians(turn_deg) * t / (T - 1))
-        k = forward / forward.norm()  # Rodrigues rotation about the view axis
-        rel = pts - centre
-        rotated = (rel * torch.cos(a) + torch.cross(k.expand_as(rel), rel, dim=-1) * torch.sin(a)
-                   + k * (rel @ k)[:, None] * (1 - torch.cos(a)))
-        disp.append(rotated - rel + (right * slide - forward * approach) * t / (T - 1))
-    disp = torch.stack(disp)
-    c = models.vae.config
-    with torch.no_grad():
-        neighbours = mesh_guided_interpolation(anchors[None], pts[None], c.knn, c.interp_beta)
-        truth, _ = models.vae.encode(pts[None], disp[None], anchors[None], neighbours)
-    truth = truth[0]
-    solver = case["solver"]
-    true_motion = Motion(truth, *decode_motion(models, bound, truth, anchors, solver=solver), 0.0, 0.0)
-    with torch.no_grad():
-        out = rasterize(true_motion.gaussians, cam, size, size, background=1.0, backend="torch")
-    frames = torch.cat([out.rgb[:, 0], out.alpha[:, 0]], -1).clamp(0, 1).mul(255).round().byte().numpy()
-    start = truth[:1].expand_as(truth).clone()
-    start_motion = Motion(start, *decode_motion(models, bound, start, anchors, solver=solver), 0.0, 0.0)
-    return dict(case, truth=true_motion, start=start_motion, frames=frames, K=cam.K[0], w2c=cam.world_to_camera[0])
-
-
 @pytest.fixture(scope="module")
 def rigid_case(case):
     return _rigid_case(case, turn_deg=12.0, approach=0.4, slide=0.12)
@@ -333,9 +300,10 @@ def test_rigid_fit_tells_one_rigid_motion_from_a_deforming_one(rigid_case, case)
     assert ratios[0] < REFINE_PRESETS["fast"].rigid_residual < ratios[1]
 
 
-def test_the_rigid_transform_recovers_a_turn_out_of_the_image_and_a_move_in_depth(rigid_case):
-    """One view shows a rigid turn's depth through foreshortening and its approach through
-    growth; the latent alone fits the image but not the depth (docs/models.md)."""
+def test_the_rigid_transform_recovers_a_move_in_depth(rigid_case):
+    """One view shows a rigid approach as growth; the latent alone fits the image but not the
+    depth (docs/models.md). (On this asset a turn out of the image plane is tracked too poorly
+    to test: 2.5 px of track error against 2.4 px of motion.)"""
     case = rigid_case
     base = replace(QUICK, iterations=20, track_iterations=60)
     targets = refine_targets(case["frames"], case["K"], case["w2c"], base.resolution)
@@ -348,7 +316,8 @@ def test_the_rigid_transform_recovers_a_turn_out_of_the_image_and_a_move_in_dept
     assert out.report["rigid"]["used"]
     before = _error_3d(case, case["start"])
     print(f"3-D vertex error {before:.4f} → latent only {errors['off']:.4f} → with the rigid transform {errors['auto']:.4f}")
-    assert errors["auto"] < 0.5 * errors["off"]  # measured: 0.187 → 0.012
+    # measured: 0.187 → 0.012 (0.034 when phase 2 left the transform out of its track loss)
+    assert errors["auto"] < 0.15 * errors["off"]
 
 
 def test_root_off_and_on(rigid_case, case):

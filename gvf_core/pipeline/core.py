@@ -186,11 +186,13 @@ def model_anchors(models: Models, canonical: Gaussians) -> Tensor:
 def decode_motion(models: Models, bound: BoundGaussians, latent: Tensor, anchors: Tensor,
                   offsets: Tensor | None = None, solver: VertexSolver | None = None,
                   progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
-                  timings: dict | None = None) -> tuple[Tensor, Gaussians, Tensor]:
+                  timings: dict | None = None,
+                  transform: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Gaussians, Tensor]:
     """Latent [T, L, C] → (deltas [T, N, 14], Gaussians [T, N], vertices [T, V, 3]) on the CPU.
 
     Decodes ``DECODE_FRAMES`` frames at a time; frame 0 is the canonical state exactly.
-    ``offsets`` [T, N, 3] (refinement's residual deformation) are added to the positions.
+    ``offsets`` [T, N, 3] (refinement's residual deformation) are added to the positions, then
+    ``transform`` (refinement's rigid transform) maps all frames' deltas [T, N, 14] to new ones.
     ``timings`` receives the seconds of the "decode" and "vertices" stages.
     """
     t0 = time.perf_counter()
@@ -209,6 +211,8 @@ def decode_motion(models: Models, bound: BoundGaussians, latent: Tensor, anchors
     deltas = torch.cat(deltas).float()
     if offsets is not None:
         deltas[..., :3] += offsets.to(deltas)
+    if transform is not None:
+        deltas = transform(deltas)
     deltas[0] = 0  # frame 0 is the canonical state exactly
     gaussians = apply_deltas(canonical, deltas)
     t0 = _clock(timings, "decode", t0)

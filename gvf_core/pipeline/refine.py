@@ -49,7 +49,7 @@ from gvf_core.models.vae_inputs import anchor_indices
 from gvf_core.models.video_inputs import ALPHA_THRESHOLD, VideoInputError, crop_intrinsics, prepare_video, project
 from gvf_core.models.video_tracks import (DISPLACEMENT_SCALE, FB_TOLERANCE, anchor_tracks, anchor_visibility,
                                           visibility_surface)
-from gvf_core.pipeline.core import DECODE_FRAMES, Models, Motion, Progress, decode_motion, model_anchors
+from gvf_core.pipeline.core import Models, Motion, Progress, decode_motion, model_anchors
 from gvf_core.render import rasterize
 
 REFINE_MODES = ("off", "fast", "best")
@@ -319,9 +319,13 @@ class RootTransform:
             return both.sum() * 0
         return (both[2:] - 2 * both[1:-1] + both[:-2]).pow(2).sum(-1).mean()
 
-    def rotate(self, quats: Tensor, frames: Tensor) -> Tensor:
-        """Gaussian rotations [F, N, 4] of ``frames`` turned by the frames' rotation."""
-        return quat_multiply(self.quats(frames)[:, None].expand_as(quats), quats)
+    def move(self, canonical: Gaussians, deltas: Tensor, frames: Tensor) -> Tensor:
+        """Deltas [F, N, 14] of ``canonical`` in ``frames`` → the deltas of the moved Gaussians
+        (positions moved, rotations turned; colour, opacity and scale as they were)."""
+        positions = self.apply(canonical.means + deltas[..., :3], frames) - canonical.means
+        quats = canonical.rotations + deltas[..., 10:]
+        turned = quat_multiply(self.quats(frames)[:, None].expand_as(quats), quats) - canonical.rotations
+        return torch.cat([positions, deltas[..., 3:10], turned], -1)
 
 
 def fit_rigid(root: RootTransform, canonical: Gaussians, tracks: TrackTargets, crops: RefineTargets,
@@ -408,25 +412,6 @@ def _fit_tracks(vae, canonical: Gaussians, anchors: Tensor, latent: Tensor, prio
     return history
 
 
-@torch.no_grad()
-def _root_changes(models: Models, canonical: Gaussians, latent: Tensor, anchors: Tensor, offsets: Tensor | None,
-                  root: RootTransform) -> tuple[Tensor, Tensor]:
-    """(position offsets [T, N, 3] including ``offsets``, rotation-delta changes [T, N, 4]) that
-    apply ``root`` to the decoded motion of ``latent``."""
-    T = latent.shape[0]
-    stacked = Gaussians.stack([canonical])
-    moves, turns = [], []
-    for start in range(0, T, DECODE_FRAMES):
-        frames = torch.arange(start, min(T, start + DECODE_FRAMES), device=latent.device)
-        deltas = models.vae.decode(latent[None, frames], anchors[None], stacked)[0]
-        positions = deltas[..., :3] if offsets is None else deltas[..., :3] + offsets[frames]
-        moved = root.apply(canonical.means + positions, frames) - canonical.means
-        moves.append(moved - deltas[..., :3])
-        quats = canonical.rotations + deltas[..., 10:]
-        turns.append((root.rotate(quats, frames) - quats).cpu())
-    return torch.cat(moves), torch.cat(turns)
-
-
 def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets: RefineTargets,
                   settings: RefineSettings, seed: int = 0, progress: Progress | None = None,
                   cancel: Callable[[], bool] | None = None, solver: VertexSolver | None = None) -> RefineOutcome:
@@ -502,17 +487,15 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
                 group["lr"] = group["base_lr"] * lr_scale
             deltas = vae.decode(latent[None, frames], anchors[None], stacked)[0]  # [F, N, 14]
             positions = deltas[..., :3] if offsets is None else deltas[..., :3] + offsets[frames]
-            rotations = deltas[..., 10:]
+            moved = torch.cat([positions, appearance[frames, :, 3:10], deltas[..., 10:]], -1)
             if root is not None:
-                positions = root.apply(canonical.means + positions, frames) - canonical.means
-                rotations = root.rotate(canonical.rotations + rotations, frames) - canonical.rotations
-            moved = torch.cat([positions, appearance[frames, :, 3:10], rotations], -1)
+                moved = root.move(canonical, moved, frames)
             rendered, alpha = render_crops(apply_deltas(canonical, moved), crops, settings.backend)
             losses = {**image_losses(rendered, alpha, rgb[frames], mask[frames]), **latent_terms(latent, prior)}
             total = (settings.w_rgb * losses["rgb"] + settings.w_silhouette * losses["silhouette"]
                      + settings.w_prior * losses["prior"] + settings.w_temporal * losses["temporal"])
             if tracks is not None:
-                tracked = canonical.means[tracks.index] + positions[:, tracks.index]
+                tracked = canonical.means[tracks.index] + moved[:, tracks.index, :3]
                 losses["track"] = track_loss(tracked, tracks, frames, crops)
                 total = total + settings.w_track * losses["track"]
             if offsets is not None:
@@ -537,12 +520,10 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
     latent = latent.detach()
     latent[0] = prior[0]
     offsets = None if offsets is None else offsets.detach()
-    if root is not None:  # the rigid transform becomes part of the positions' offsets and the rotations
-        offsets, rotation_change = _root_changes(models, canonical, latent, anchors, offsets, root)
-    deltas, _, vertices = decode_motion(models, bound, latent, anchors, offsets=offsets, solver=solver)
+    transform = None if root is None else (lambda d: root.move(canonical, d, torch.arange(T, device=d.device)))
+    deltas, _, vertices = decode_motion(models, bound, latent, anchors, offsets=offsets, solver=solver,
+                                        transform=transform)
     deltas[..., 3:10] = motion.deltas[..., 3:10]
-    if root is not None:
-        deltas[..., 10:] += rotation_change
     gaussians = apply_deltas(bound.canonical.to("cpu"), deltas)
     seconds = time.perf_counter() - start
     refined = Motion(latent.cpu(), deltas, gaussians, vertices, motion.magnitude, motion.predicted_magnitude,
