@@ -290,9 +290,7 @@ def test_rigid_fit_tells_one_rigid_motion_from_a_deforming_one(rigid_case, case)
     for c in (rigid_case, case):
         targets = refine_targets(c["frames"], c["K"], c["w2c"], 64)
         tracks = track_targets(c["bound"].canonical, targets, 128)
-        T = tracks.position.shape[0]
-        means = c["bound"].canonical.means
-        root = RootTransform(T, means.mean(0), float((means.max(0).values - means.min(0).values).norm()))
+        root = RootTransform(tracks.position.shape[0], c["bound"].canonical.means)
         fit = fit_rigid(root, c["bound"].canonical, tracks, targets, 200)
         ratios.append(fit["residual_px"] / fit["motion_px"])
         assert torch.equal(root.rotation[0], torch.zeros(3))  # frame 0 is the rest state
@@ -364,10 +362,9 @@ def test_the_rigid_fit_is_smooth_over_frames_where_the_tracks_are_noisy(rigid_ca
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn(tracks.position.shape[0], 1, 2, generator=gen) * 1.5 / targets.size  # 1.5 px per frame
     noisy = swap(tracks, position=tracks.position + noise)
-    means = case["bound"].canonical.means
     jerk = {}
     for w in (0.0, REFINE_PRESETS["fast"].w_rigid_smooth):
-        root = RootTransform(tracks.position.shape[0], means.mean(0), float((means.max(0).values - means.min(0).values).norm()))
+        root = RootTransform(tracks.position.shape[0], case["bound"].canonical.means)
         fit_rigid(root, case["bound"].canonical, noisy, targets, 200, smoothness=w)
         jerk[w] = float(root.jerk().detach())
         assert torch.equal(root.rotation[0], torch.zeros(3)) and torch.equal(root.shift[0], torch.zeros(3))

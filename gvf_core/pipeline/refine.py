@@ -40,11 +40,10 @@ from torch import Tensor
 
 from gvf_core.canonical import BoundGaussians, VertexSolver
 from gvf_core.cameras import Cameras
-from gvf_core.gaussians import Gaussians
+from gvf_core.gaussians import Gaussians, quat_to_rotmat
 from gvf_core.metrics import ssim
 from gvf_core.models.vae import apply_deltas
 from gvf_core.normalize import quat_multiply
-from gvf_core.gaussians import quat_to_rotmat
 from gvf_core.models.vae_inputs import anchor_indices
 from gvf_core.models.video_inputs import ALPHA_THRESHOLD, VideoInputError, crop_intrinsics, prepare_video, project
 from gvf_core.models.video_tracks import (DISPLACEMENT_SCALE, FB_TOLERANCE, anchor_tracks, anchor_visibility,
@@ -264,12 +263,18 @@ def image_losses(rendered_rgb: Tensor, rendered_alpha: Tensor, rgb: Tensor, mask
             "silhouette": (rendered_alpha - mask).abs().mean()}
 
 
-def track_loss(points: Tensor, tracks: TrackTargets, frames: Tensor, crops: RefineTargets) -> Tensor:
-    """Weighted smooth L1, in crop pixels, between the tracked Gaussians' positions ``points``
-    [F, P, 3] (model frame) in ``frames`` and their tracks (tensors on ``points``' device)."""
+def track_error(points: Tensor, tracks: TrackTargets, frames: Tensor, crops: RefineTargets) -> Tensor:
+    """[F, P] distance, in crop pixels, between the projections of the tracked Gaussians'
+    positions ``points`` [F, P, 3] (model frame) in ``frames`` and their tracks (tensors on
+    ``points``' device)."""
     camera = crops.camera
     screen = project(points, camera.K[0], camera.world_to_camera[0], crops.render_size or crops.size)
-    error = (screen - tracks.position[frames]).norm(dim=-1) * crops.size
+    return (screen - tracks.position[frames]).norm(dim=-1) * crops.size
+
+
+def track_loss(points: Tensor, tracks: TrackTargets, frames: Tensor, crops: RefineTargets) -> Tensor:
+    """Weighted smooth L1 of :func:`track_error`."""
+    error = track_error(points, tracks, frames, crops)
     w = tracks.weight[frames]
     return (w * F.smooth_l1_loss(error, torch.zeros_like(error), reduction="none")).sum() / w.sum().clamp(min=1.0)
 
@@ -294,10 +299,14 @@ class RootTransform:
     latent, from the rest state, to what is left.
     """
 
-    def __init__(self, frames: int, centre: Tensor, scale: float):
-        self.rotation = torch.zeros(frames, 3, device=centre.device, requires_grad=True)
-        self.shift = torch.zeros(frames, 3, device=centre.device, requires_grad=True)
-        self.centre, self.scale = centre, scale
+    def __init__(self, frames: int, points: Tensor):
+        """The identity at every one of ``frames`` frames, about the centre of ``points`` [N, 3],
+        shifts in units of their bounding-box diagonal."""
+        points = points.detach()
+        self.rotation = torch.zeros(frames, 3, device=points.device, requires_grad=True)
+        self.shift = torch.zeros(frames, 3, device=points.device, requires_grad=True)
+        self.centre = points.mean(0)
+        self.scale = float((points.max(0).values - points.min(0).values).norm())
 
     def parameters(self) -> list[Tensor]:
         return [self.rotation, self.shift]
@@ -329,7 +338,7 @@ class RootTransform:
 
 
 def fit_rigid(root: RootTransform, canonical: Gaussians, tracks: TrackTargets, crops: RefineTargets,
-              iterations: int, smoothness: float = 100.0) -> dict:
+              iterations: int, smoothness: float = RefineSettings.w_rigid_smooth) -> dict:
     """Fit ``root`` (in place) so the tracked canonical points, moved only by it, follow their tracks,
     with ``smoothness`` × the squared second difference of its parameters over frames (without it
     the transform shook: jitter 0.10 on a validation clip whose ground truth has 0.011).
@@ -351,12 +360,9 @@ def fit_rigid(root: RootTransform, canonical: Gaussians, tracks: TrackTargets, c
             p.grad[0] = 0  # frame 0 is the rest state
         optimizer.step()
     with torch.no_grad():
-        camera = crops.camera
-        size = crops.render_size or crops.size
-        screen = project(root.apply(points, frames), camera.K[0], camera.world_to_camera[0], size)
         w = tracks.weight[1:]
         total = w.sum().clamp(min=1e-9)
-        residual = ((screen - tracks.position[1:]).norm(dim=-1) * crops.size * w).sum() / total
+        residual = (track_error(root.apply(points, frames), tracks, frames, crops) * w).sum() / total
         motion = ((tracks.position[1:] - tracks.position[:1]).norm(dim=-1) * crops.size * w).sum() / total
     return {"residual_px": float(residual), "motion_px": float(motion)}
 
@@ -431,11 +437,11 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
     # (positions, rotations) may move, so the fit cannot repaint the asset to match a frame
     appearance = motion.deltas.to(device).float()
     latent = prior.clone().requires_grad_(True)
-    params = [{"params": [latent], "lr": settings.lr, "base_lr": settings.lr}]
+    params = [{"params": [latent], "lr": settings.lr}]
     offsets = None
     if settings.residual:
         offsets = torch.zeros(T, canonical.num, 3, device=device, requires_grad=True)
-        params.append({"params": [offsets], "lr": settings.residual_lr, "base_lr": settings.residual_lr})
+        params.append({"params": [offsets], "lr": settings.residual_lr})
         edges = _neighbours(canonical.means, settings.rigidity_neighbours).to(device)
         spacing2 = (canonical.means[:, None] - canonical.means[edges]).pow(2).sum(-1).mean().clamp(min=1e-12)
     rgb, mask = targets.rgb.to(device), targets.mask.to(device)
@@ -452,8 +458,7 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
         tracks = TrackTargets(*(x.to(device) for x in (found.index, found.position, found.weight)))
     root, rigid = None, None
     if tracks is not None and settings.root != "off":
-        means = canonical.means.detach()
-        candidate = RootTransform(T, means.mean(0), float((means.max(0).values - means.min(0).values).norm()))
+        candidate = RootTransform(T, canonical.means)
         with torch.enable_grad():
             rigid = fit_rigid(candidate, canonical, tracks, crops, settings.rigid_iterations, settings.w_rigid_smooth)
         rigid["used"] = settings.root == "on" or rigid["residual_px"] < settings.rigid_residual * rigid["motion_px"]
@@ -483,8 +488,8 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
                                                     "settings": asdict(settings)})
             frames = 1 + torch.randperm(movable, generator=generator)[:per_step].to(device)
             lr_scale = 0.5 * (1 + np.cos(np.pi * it / settings.iterations))  # cosine decay
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * lr_scale
+            for group, base in zip(optimizer.param_groups, (settings.lr, settings.residual_lr)):
+                group["lr"] = base * lr_scale
             deltas = vae.decode(latent[None, frames], anchors[None], stacked)[0]  # [F, N, 14]
             positions = deltas[..., :3] if offsets is None else deltas[..., :3] + offsets[frames]
             moved = torch.cat([positions, appearance[frames, :, 3:10], deltas[..., 10:]], -1)
@@ -542,4 +547,5 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
 
 __all__ = ["REFINE_MODES", "REFINE_PRESETS", "ROOT_MODES", "RefineInputError", "RefineOutcome", "RefineSettings",
            "RefineTargets", "RootTransform", "TrackTargets", "default_refine_mode", "fit_rigid", "image_losses",
-           "latent_terms", "refine_motion", "refine_settings", "refine_targets", "track_loss", "track_targets"]
+           "latent_terms", "refine_motion", "refine_settings", "refine_targets", "track_error", "track_loss",
+           "track_targets"]
