@@ -93,9 +93,12 @@ class RefineSettings:
     backend: str = "auto"  # renderer backend: auto | torch | gsplat
 
     def check(self) -> None:
-        if self.iterations < 1 or self.frames_per_step < 1 or self.resolution < 16:
-            raise ValueError(f"refinement needs iterations >= 1, frames_per_step >= 1 and resolution >= 16; got "
+        if self.iterations < 0 or self.frames_per_step < 1 or self.resolution < 16:
+            raise ValueError(f"refinement needs iterations >= 0, frames_per_step >= 1 and resolution >= 16; got "
                              f"{self.iterations}, {self.frames_per_step}, {self.resolution}")
+        if self.iterations == 0 and (self.w_track <= 0 or self.track_iterations < 1):
+            raise ValueError("refinement with no image iterations needs the track phase (w_track > 0, "
+                             "track_iterations >= 1): otherwise nothing is fitted")
         if self.root not in ROOT_MODES:
             raise ValueError(f"unknown root mode {self.root!r}; choose one of {ROOT_MODES}")
 
@@ -533,11 +536,12 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
     seconds = time.perf_counter() - start
     refined = Motion(latent.cpu(), deltas, gaussians, vertices, motion.magnitude, motion.predicted_magnitude,
                      {**motion.timings, "refine": motion.timings.get("refine", 0.0) + seconds})
-    head, tail = history[: max(1, len(history) // 10)], history[-max(1, len(history) // 10):]
     report = {"iterations": settings.iterations, "track_iterations": len(track_history), "seconds": seconds,
-              "cancelled": False, "settings": asdict(settings),
-              "loss_first": {k: float(np.mean([h[k] for h in head])) for k in head[0]},
-              "loss_last": {k: float(np.mean([h[k] for h in tail])) for k in tail[0]}}
+              "cancelled": False, "settings": asdict(settings)}
+    if history:
+        head, tail = history[: max(1, len(history) // 10)], history[-max(1, len(history) // 10):]
+        report["loss_first"] = {k: float(np.mean([h[k] for h in head])) for k in head[0]}
+        report["loss_last"] = {k: float(np.mean([h[k] for h in tail])) for k in tail[0]}
     if track_history:
         report["track_loss_first"], report["track_loss_last"] = track_history[0], track_history[-1]
     if rigid is not None:
