@@ -8,10 +8,11 @@ from .jobs import JobSettings
 MODES = [("SHAPE_KEYS", "Shape Keys", "One shape key per frame on a copy of the mesh (most portable: glTF, FBX)"),
          ("MESH_CACHE", "Mesh Cache (PC2)", "A PC2 file beside the .blend read by a Mesh Cache modifier (small .blend)"),
          ("POINT_CLOUD", "Point Cloud", "The animated Gaussians' centres as points (Mesh to Points)")]
-REFINE = [("auto", "Auto", "Fast on a GPU and on the CPU (measured choice, see docs/models.md)"),
+REFINE = [("auto", "Auto", "Fast, on a GPU and on the CPU (measured choice, see docs/models.md)"),
           ("off", "Off", "The diffusion model's motion as sampled"),
-          ("fast", "Fast", "A short fit of the motion to the video (seconds on a GPU)"),
-          ("best", "Best", "A longer fit at a higher resolution, with a small per-Gaussian correction")]
+          ("fast", "Fast", "The motion fitted to points tracked through the video (about 20 s per 24 frames on the CPU)"),
+          ("best", "Best", "Fast, then a fit of the rendered frames at a higher resolution with a small per-Gaussian "
+                           "correction (minutes on the CPU; no more accurate in 3-D than Fast)")]
 BATCH_SOURCES = [("SELECTED", "Selected objects", "Animate every selected mesh with the same video"),
                  ("FOLDER", "Folder of assets", "Run the headless batch command on every mesh file of a folder")]
 

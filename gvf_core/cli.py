@@ -103,8 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--refine", choices=("auto", "off", "fast", "best"), default="fast",
-                   help="test-time refinement (default fast: the demo shows the motion fitted to the video; "
-                        "auto = fast on a GPU, off on the CPU)")
+                   help="test-time refinement (default fast: the demo shows the motion fitted to the video)")
     p.add_argument("--no-blend", action="store_true", help="skip animated.blend (written when the bpy module is installed)")
 
     p = sub.add_parser("canonical", help="mesh -> canonical Gaussians: PLY + turntable")
@@ -185,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--model", default=None, help="model folder with vae.safetensors and dit.safetensors (default: shipped tiny)")
     p.add_argument("--refine", choices=("auto", "off", "fast", "best"), default="auto",
-                   help="test-time refinement of the motion against the video (auto: fast on a GPU, off on the CPU)")
+                   help="test-time refinement of the motion against the video (auto: fast, on a GPU and on the CPU)")
     p.add_argument("--no-preview", action="store_true", help="skip preview.mp4")
 
     ev = sub.add_parser("eval", help="evaluations that print figures").add_subparsers(dest="eval", required=True)

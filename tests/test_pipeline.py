@@ -32,7 +32,7 @@ from gvf_core.ply import read_ply
 SMALL_VAE = replace(VAE_PRESETS["tiny"], width=32, heads=2, num_latents=16, latent_channels=4, num_points=256, decoder_layers=1, pos_freqs=2)
 SMALL_DIT = replace(DIT_PRESETS["tiny"], width=32, heads=2, depth=1, num_latents=16, latent_channels=4, video_size=16,
                     video_grid=4, canonical_tokens=16, pos_freqs=2)
-FAST = dict(num_gaussians=256, steps=1, method="euler", device="cpu")
+FAST = dict(num_gaussians=256, steps=1, method="euler", device="cpu", refine="off")  # refinement: test_motion_refine.py
 
 
 def _perturb(model: torch.nn.Module, seed: int) -> None:
