@@ -386,3 +386,23 @@ def test_the_rigid_fit_is_smooth_over_frames_where_the_tracks_are_noisy(rigid_ca
         assert torch.equal(root.rotation[0], torch.zeros(3)) and torch.equal(root.shift[0], torch.zeros(3))
     print(f"jerk of the fitted transform: {jerk}")
     assert jerk[REFINE_PRESETS["fast"].w_rigid_smooth] < 0.5 * jerk[0.0]
+
+
+def test_smoothing_over_frames_keeps_steady_motion_and_removes_shake():
+    from gvf_core.pipeline.refine import smooth_over_frames
+
+    T = 12
+    steady = torch.linspace(0, 1, T)[:, None, None] * torch.randn(1, 5, 14)  # constant velocity
+    torch.testing.assert_close(smooth_over_frames(steady, 1.0), steady, atol=1e-5, rtol=0)  # ends not pulled back
+    gen = torch.Generator().manual_seed(0)
+    shaky = steady + 0.05 * torch.randn(steady.shape, generator=gen)
+    out = smooth_over_frames(shaky, 1.0)
+
+    def jerk(d):
+        return float((d[2:] - 2 * d[1:-1] + d[:-2]).norm(dim=-1).mean())
+
+    assert jerk(out[..., :3]) < 0.5 * jerk(shaky[..., :3]) and jerk(out[..., 10:]) < 0.5 * jerk(shaky[..., 10:])
+    torch.testing.assert_close(out[..., 3:10], shaky[..., 3:10], rtol=0, atol=0)  # appearance is not geometry
+    assert smooth_over_frames(shaky, 0.0) is shaky and smooth_over_frames(shaky[:1], 1.0).shape == (1, 5, 14)
+    with pytest.raises(ValueError, match="smoothing"):
+        replace(REFINE_PRESETS["fast"], smoothing=-1.0).check()
