@@ -192,7 +192,8 @@ def decode_motion(models: Models, bound: BoundGaussians, latent: Tensor, anchors
 
     Decodes ``DECODE_FRAMES`` frames at a time; frame 0 is the canonical state exactly.
     ``offsets`` [T, N, 3] (refinement's residual deformation) are added to the positions, then
-    ``transform`` (refinement's rigid transform) maps all frames' deltas [T, N, 14] to new ones.
+    ``transform`` (refinement's rigid transform and temporal filter) maps all frames' deltas
+    [T, N, 14] to new ones.
     ``timings`` receives the seconds of the "decode" and "vertices" stages.
     """
     t0 = time.perf_counter()
