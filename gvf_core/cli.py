@@ -195,13 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N validation samples")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
-    p = ev.add_parser("animate", help="generated motion on the fixed validation set, beside the static baseline and the VAE ceiling")
+    p = ev.add_parser("animate", help="generated motion on the fixed validation (or test) set, beside the static baseline and the VAE ceiling")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--model", default=None, help="model folder (default: the shipped tiny model)")
-    p.add_argument("--data", default="data/gvf", help="data set folder; its val split is made there first if missing (default data/gvf)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N validation samples")
+    p.add_argument("--data", default="data/gvf", help="data set folder; the split is made there first if missing (default data/gvf)")
+    p.add_argument("--split", choices=("val", "test"), default="val",
+                   help="fixed seed set to evaluate (default val; test: the held-out set, 256 clips, for figures nothing was tuned on)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples of the split")
     p.add_argument("--skip", type=int, default=0,
-                   help="leave out the first N validation samples (split a long run: --limit 32 and --skip 32 --limit 32)")
+                   help="leave out the first N samples of the split (split a long run: --limit 32 and --skip 32 --limit 32)")
     p.add_argument("--steps", type=int, default=DEFAULT_SAMPLER.steps)
     p.add_argument("--method", choices=("heun", "euler"), default=DEFAULT_SAMPLER.method)
     p.add_argument("--guidance", type=float, default=DEFAULT_SAMPLER.guidance_video)
@@ -264,7 +266,7 @@ def _ensure_split(data_dir, split: str) -> None:
     path = Path(data_dir)
     if (path / "manifest.json").exists() and Manifest.load(path).shards_of(split):
         return
-    print(f"{data_dir} has no {split} split yet: making it (deterministic seeds, about a minute)", file=sys.stderr)
+    print(f"{data_dir} has no {split} split yet: making it (deterministic seeds; val: about a minute, test: a few)", file=sys.stderr)
     make_dataset(path, split=split, config=SampleConfig(), progress=_progress_bar(f"{split} samples"))
 
 
@@ -434,10 +436,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval" and args.eval == "animate":
             from gvf_core.eval.animate import evaluate_animate
 
-            _ensure_split(args.data, "val")
+            _ensure_split(args.data, args.split)
             figures = evaluate_animate(args.data, model=args.model, limit=args.limit, steps=args.steps, method=args.method,
                                        guidance=args.guidance, sweep=args.sweep_steps, device=_device(args.device),
-                                       render_every=0 if args.no_images else 4, refine=args.refine, skip=args.skip,
+                                       render_every=0 if args.no_images else 4, refine=args.refine, skip=args.skip, split=args.split,
                                        progress=_progress_bar("eval animate", enabled=not args.json))
             _print_figures(figures, args.json)
         elif args.command == "bench" and args.bench == "blender":

@@ -36,6 +36,17 @@ def test_encode_train_eval(tmp_path, capsys):
     assert figures["static"]["vertex_error"] > 0 and figures["static"]["jitter"] == 0
     assert figures["ceiling"]["vertex_error"] < figures["static"]["vertex_error"]
     assert figures["vertex_error_vs_static"] > 0
+    assert figures["split"] == "val" and figures["flow_loss_val"] > 0 and "missing" not in figures
+
+    # the held-out test split, not encoded: figures without the ceiling and the flow loss, and the fix named
+    make_dataset(data, split="test", count=1, config=CLIP, workers=1)
+    assert main(["eval", "animate", "--model", str(out), "--data", str(data), "--split", "test", "--json", "--no-images",
+                 "--steps", "1", "--method", "euler", "--device", "cpu"]) == 0
+    held_out = json.loads(capsys.readouterr().out)
+    assert held_out["split"] == "test" and held_out["samples"] == 1
+    assert "ceiling" not in held_out and "flow_loss_val" not in held_out
+    assert f"gvf data encode --data {data} --splits test" in held_out["missing"]
+    assert held_out["static"]["vertex_error"] != figures["static"]["vertex_error"]  # another clip
 
     # --skip splits a run: the first sample and the second make up the mean of both
     static = {}

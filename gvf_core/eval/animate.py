@@ -1,4 +1,4 @@
-"""``gvf eval animate``: generated motion on the fixed validation set.
+"""``gvf eval animate``: generated motion on the fixed validation set (or the held-out test set).
 
 Per validation clip, the pipeline core (:func:`gvf_core.pipeline.core.generate_motion`)
 runs on the sample's own canonical Gaussians, driving video and camera, and its result
@@ -16,8 +16,11 @@ second difference / bbox diagonal; the ground truth's own figure is given too).
 ``sweep=True`` measures the sampler instead: vertex error and distance to a 64-step
 Heun solution (same noise) against the number of steps, for Euler and Heun.
 
-``flow_loss_val``: the DiT's flow-matching loss on the validation clips at fixed times
+``flow_loss_val``: the DiT's flow-matching loss on the evaluated clips at fixed times
 t ∈ {0.1, 0.3, 0.5, 0.7, 0.9} and fixed noise (deterministic; used to compare training runs).
+
+The ceiling and the flow loss need the split's encoded latents (``gvf data encode``); without
+them both are left out and ``missing`` says how to add them.
 """
 
 from __future__ import annotations
@@ -64,6 +67,14 @@ def _samples(data_dir, split: str, limit: int | None, skip: int = 0):
                 arrays, meta = reader[i]
                 yield arrays, meta, latents.get(f"{i:04d}/mean")
                 count += 1
+
+
+def _latents_encoded(data_dir, split: str) -> bool:
+    """Whether every shard of ``split`` has its encoded latents (``gvf data encode``)."""
+    from gvf_core.data.shards import Manifest
+
+    data_dir = Path(data_dir)
+    return all((data_dir / "latents" / info.file).exists() for info in Manifest.load(data_dir).shards_of(split))
 
 
 def _clip_inputs(arrays: dict, meta: dict, models: Models):
@@ -194,7 +205,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
     count = len(rows["model"])
     if count == 0:
         raise ValueError(f"{data_dir}: no {split} samples to evaluate")
-    out = {"samples": count, "skipped": skip, "steps": steps, "method": method, "guidance_video": guidance,
+    out = {"split": split, "samples": count, "skipped": skip, "steps": steps, "method": method, "guidance_video": guidance,
            "model": models.source, "seconds_per_clip": float(np.mean(seconds)), "render_frames_every": render_every, "image_size": size_in}
     for name in rows:
         if not rows[name]:
@@ -211,7 +222,11 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
                          "seconds_per_clip": float(np.mean(refine_seconds)),
                          "vertex_error_vs_static": out["refined"]["vertex_error"] / max(out["static"]["vertex_error"], 1e-12),
                          "vertex_error_vs_unrefined": out["refined"]["vertex_error"] / max(out["model"]["vertex_error"], 1e-12)}
-    out["flow_loss_val"] = flow_validation_loss(models.dit, data_dir, split, limit, skip=skip)
+    if _latents_encoded(data_dir, split):
+        out["flow_loss_val"] = flow_validation_loss(models.dit, data_dir, split, limit, skip=skip)
+    else:
+        out["missing"] = (f"the {split} split has no encoded latents, so no VAE ceiling and no flow loss: "
+                          f"run `gvf data encode --data {data_dir} --splits {split}` to add them")
     return out
 
 
