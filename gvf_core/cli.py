@@ -77,6 +77,11 @@ def _print_figures(figures: dict, as_json: bool) -> None:
         return
     width = max(len(k) for k in figures)
     for key, value in figures.items():
+        if isinstance(value, list):  # rows (e.g. per clip): one line each
+            print(key)
+            for row in value:
+                print(f"  {json.dumps(row)}")
+            continue
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         print(f"{key:<{width}}  {shown}")
 
@@ -209,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=DEFAULT_SAMPLER.guidance_video)
     p.add_argument("--sweep-steps", action="store_true", help="instead: vertex error against step count for euler and heun")
     p.add_argument("--no-images", action="store_true", help="skip the PSNR/SSIM renders (vertex error, jitter and flow loss only)")
+    p.add_argument("--per-clip", action="store_true", help="also list each clip's seed and vertex errors (to find the clips a change hurts)")
     p.add_argument("--refine", choices=("off", "fast", "best"), default="off",
                    help="also refine each motion against its video and report it beside the unrefined one")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -440,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = evaluate_animate(args.data, model=args.model, limit=args.limit, steps=args.steps, method=args.method,
                                        guidance=args.guidance, sweep=args.sweep_steps, device=_device(args.device),
                                        render_every=0 if args.no_images else 4, refine=args.refine, skip=args.skip, split=args.split,
+                                       per_clip=args.per_clip,
                                        progress=_progress_bar("eval animate", enabled=not args.json))
             _print_figures(figures, args.json)
         elif args.command == "bench" and args.bench == "blender":

@@ -7,6 +7,7 @@ import shutil
 from gvf_core.cli import main
 from gvf_core.data.make import make_dataset
 from gvf_core.data.sample import SampleConfig
+from gvf_core.data.shards import Manifest
 from gvf_core.eval.animate import sweep_steps
 from gvf_core.pipeline.core import SHIPPED_MODEL, load_models
 
@@ -47,6 +48,15 @@ def test_encode_train_eval(tmp_path, capsys):
     assert "ceiling" not in held_out and "flow_loss_val" not in held_out
     assert f"gvf data encode --data {data} --splits test" in held_out["missing"]
     assert held_out["static"]["vertex_error"] != figures["static"]["vertex_error"]  # another clip
+
+    # --per-clip lists each clip's errors; their mean is the row's figure
+    assert main(["eval", "animate", "--model", str(out), "--data", str(data), "--json", "--no-images", "--per-clip",
+                 "--steps", "1", "--method", "euler", "--device", "cpu"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [c["seed"] for c in listed["per_clip"]] == Manifest.load(data).seeds_of("val")
+    for row in ("model", "static", "ceiling"):
+        assert abs(sum(c[row] for c in listed["per_clip"]) / 2 - listed[row]["vertex_error"]) < 1e-9
+    assert "per_clip" not in figures  # only when asked
 
     # --skip splits a run: the first sample and the second make up the mean of both
     static = {}

@@ -153,9 +153,12 @@ def flow_validation_loss(dit, data_dir, split: str = "val", limit: int | None = 
 def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int = DEFAULT_SAMPLER.steps,
                      method: str = DEFAULT_SAMPLER.method, guidance: float = DEFAULT_SAMPLER.guidance_video,
                      sweep: bool = False, device: str = "cpu", render_every: int = 4,
-                     progress=None, split: str = "val", refine: str = "off", skip: int = 0) -> dict:
+                     progress=None, split: str = "val", refine: str = "off", skip: int = 0,
+                     per_clip: bool = False) -> dict:
     """Figures on ``split`` (see the module docstring); ``render_every`` 0 skips the renders;
-    ``skip`` leaves out the first samples (to split a long run across processes).
+    ``skip`` leaves out the first samples (to split a long run across processes);
+    ``per_clip`` adds ``per_clip``: each clip's seed and vertex error per row (and, refined,
+    whether the rigid transform was used), to find the clips a change helps or hurts.
 
     ``refine`` fast | best adds the refined motion (:mod:`gvf_core.pipeline.refine`, fitted to
     the clip's own video) as a row beside the unrefined one, with its time per clip.
@@ -169,7 +172,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
     rows = {k: [] for k in ("model", "static", "ceiling", *(("refined",) if refine_config else ()))}
     images = {k: {"psnr_input": [], "ssim_input": [], "psnr_novel": [], "ssim_novel": []} for k in rows}
     jitter = {k: [] for k in (*rows, "ground_truth")}
-    seconds, refine_seconds = [], []
+    seconds, refine_seconds, clips = [], [], []
     total = limit if limit is not None else None
     for n, (arrays, meta, stored) in enumerate(_samples(data_dir, split, limit, skip)):
         bound, rest, rest_points, video, w2c = _clip_inputs(arrays, meta, models)
@@ -183,7 +186,8 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
         if refine_config is not None:
             t0 = time.perf_counter()
             targets = refine_targets(arrays["video"], arrays["camera_K"], w2c, refine_config.resolution)
-            results["refined"] = refine_motion(models, bound, motion, targets, refine_config, seed=int(meta["seed"])).motion
+            outcome = refine_motion(models, bound, motion, targets, refine_config, seed=int(meta["seed"]))
+            results["refined"] = outcome.motion
             refine_seconds.append(time.perf_counter() - t0)
         if stored is not None:
             results["ceiling"] = generate_motion(models, bound, rest_points, video, w2c, sampler, latent=stored)
@@ -200,6 +204,10 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
                                  _image_scores(gs, truth_g, cams, size_in, frames)):
                 images[name][key].extend(vals)
         jitter["ground_truth"].append(_jitter(truth_v, diag))
+        clip = {"seed": int(meta["seed"]), **{name: rows[name][-1] for name in results}}
+        if "refined" in results and "rigid" in outcome.report:
+            clip["rigid_used"] = bool(outcome.report["rigid"]["used"])
+        clips.append(clip)
         if progress is not None:
             progress(n + 1, total or n + 1)
     count = len(rows["model"])
@@ -222,6 +230,8 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
                          "seconds_per_clip": float(np.mean(refine_seconds)),
                          "vertex_error_vs_static": out["refined"]["vertex_error"] / max(out["static"]["vertex_error"], 1e-12),
                          "vertex_error_vs_unrefined": out["refined"]["vertex_error"] / max(out["model"]["vertex_error"], 1e-12)}
+    if per_clip:
+        out["per_clip"] = clips
     if _latents_encoded(data_dir, split):
         out["flow_loss_val"] = flow_validation_loss(models.dit, data_dir, split, limit, skip=skip)
     else:
