@@ -159,10 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if --out has a checkpoint")
 
     p = train.add_parser("dit", help="train the GVF diffusion transformer on `gvf data encode` latents (single process or torchrun/DDP)")
-    p.add_argument("--preset", default="tiny", help="model preset: tiny, tiny-tracks (reads optical-flow anchor tracks) or paper (default tiny)")
+    p.add_argument("--preset", default="tiny", help="model preset: tiny, tiny-tracks (reads optical-flow anchor tracks), "
+                   "tiny-lift (also denoises from the lifted point tracks) or paper (default tiny)")
     p.add_argument("--data", required=True, help="data set folder, encoded with `gvf data encode`")
     p.add_argument("--out", required=True, help="output folder: dit.safetensors, training state, loss_log.jsonl")
     p.add_argument("--init", default=None, help="start a fresh run from this DiT file (e.g. tiny weights for tiny-tracks)")
+    p.add_argument("--vae", default=None, help="the VAE file the latents were encoded with, for the lifted latents of "
+                   "tiny-lift (default: the shipped tiny VAE)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=4, help="clips per step per process")
     p.add_argument("--frames", default="16,24", help="comma-separated clip lengths drawn per step (each >= 16; default 16,24)")
@@ -314,7 +317,7 @@ def _train_dit(args) -> None:
     overrides = {"geometry_forcing": False} if args.no_geometry_forcing else None
     _run_training(lambda device: train_dit(args.data, args.out, preset=args.preset, train=train, device=device,
                                            resume=not args.no_resume, max_minutes=args.max_minutes, overrides=overrides,
-                                           init=args.init),
+                                           init=args.init, vae=args.vae),
                   _device(args.device))
 
 

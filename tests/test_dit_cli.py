@@ -73,3 +73,39 @@ def test_encode_train_eval(tmp_path, capsys):
                         settings=(("euler", 1), ("heun", 2)), reference_steps=4)
     assert sweep["settings"]["euler-1"]["model_calls"] == 1 and sweep["settings"]["heun-2"]["model_calls"] == 3
     assert all(v["distance_to_reference"] >= 0 for v in sweep["settings"].values())
+
+
+def test_lift_dit_trains_evaluates_and_caches_its_lift(tmp_path, capsys):
+    """tiny-lift from the shipped DiT: the lifted latents are cached once, refused for another VAE,
+    and the evaluation reports the lift alone beside the model."""
+    import torch
+
+    from gvf_core.models.vae import VAE_PRESETS, GVFVAE, save_vae
+
+    data = tmp_path / "data"
+    make_dataset(data, split="train", count=2, start=0, config=CLIP, workers=1, shard_size=2)
+    make_dataset(data, split="val", count=1, config=CLIP, workers=1)
+    assert main(["data", "encode", "--data", str(data), "--device", "cpu"]) == 0
+    out = tmp_path / "lift"
+    args = ["train", "dit", "--preset", "tiny-lift", "--data", str(data), "--out", str(out), "--steps", "1",
+            "--batch-size", "1", "--frames", "16", "--device", "cpu", "--init", str(SHIPPED_MODEL / "dit.safetensors")]
+    assert main(args) == 0
+    lift_cache = data / "latents" / "dit-lift-train-64.safetensors"
+    stamp = lift_cache.stat().st_mtime_ns
+    stats = json.loads((out / "statistics.json").read_text())
+    assert stats["init"]["new"] == ["base_in.bias", "base_in.weight"]
+    assert main([*args[:7], str(tmp_path / "again"), *args[8:]]) == 0  # a second run reuses the cached lift
+    assert lift_cache.stat().st_mtime_ns == stamp
+
+    other = tmp_path / "other_vae.safetensors"
+    torch.manual_seed(0)
+    save_vae(GVFVAE(VAE_PRESETS["tiny"]), other)
+    capsys.readouterr()
+    assert main([*args[:7], str(tmp_path / "wrong"), *args[8:], "--vae", str(other)]) == 2
+    assert "encoded by another VAE" in capsys.readouterr().err
+
+    shutil.copy(SHIPPED_MODEL / "vae.safetensors", out / "vae.safetensors")
+    assert main(["eval", "animate", "--model", str(out), "--data", str(data), "--json", "--no-images", "--device", "cpu"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["flow_loss_val"] > 0 and (data / "latents" / "dit-lift-val-64.safetensors").exists()
+    assert 0 < figures["lift"]["vertex_error"] and figures["lift"]["jitter"] > 0

@@ -6,8 +6,8 @@ per sample i: ``{i:04d}/mean`` and ``{i:04d}/std`` [T, L, C] (all frames),
 [T, L, 3] (the anchors' exact displacement from frame 0, the Geometry-Forcing target
 and a cheap evaluation signal) and ``{i:04d}/canonical`` [M, 14] (the features of M
 farthest-point-sampled canonical Gaussians, what the DiT cross-attends to). The metadata names the
-VAE file and its config, so stale latents are detected. Resumable: finished files are
-skipped when they were made by the same VAE.
+VAE's config and the fingerprint of its weights, so stale latents are detected. Resumable:
+finished files are skipped when they were made by the same VAE (config and weights).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from gvf_core.models.checkpoint import fingerprint
 from gvf_core.models.vae import GVFVAE, gaussian_features
 from gvf_core.models.vae_inputs import anchor_indices, prepare_sample, stack
 
@@ -54,6 +55,7 @@ def encode_dataset(model: GVFVAE, data_dir, splits=("train", "val"), device="cpu
     out_dir = data_dir / "latents"
     out_dir.mkdir(exist_ok=True)
     tag = model.config.to_json() + "/format" + FORMAT
+    weights = fingerprint(model)
     shards = [s for split in splits for s in manifest.shards_of(split)]
     total = sum(s.count for s in shards)
     done, written = 0, []
@@ -63,7 +65,8 @@ def encode_dataset(model: GVFVAE, data_dir, splits=("train", "val"), device="cpu
         if path.exists():
             try:
                 with safe_open(str(path), framework="pt") as f:
-                    if (f.metadata() or {}).get("vae_config") == tag:
+                    meta = f.metadata() or {}
+                    if meta.get("vae_config") == tag and meta.get("vae_fingerprint") == weights:
                         done += info.count
                         written.append(path)
                         continue
@@ -80,7 +83,8 @@ def encode_dataset(model: GVFVAE, data_dir, splits=("train", "val"), device="cpu
                 if progress is not None:
                     progress(done, total)
         tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"vae_config": tag, "count": str(info.count), "seeds": json.dumps(list(info.seeds))})
+        save_file(tensors, str(tmp), metadata={"vae_config": tag, "vae_fingerprint": weights,
+                                               "count": str(info.count), "seeds": json.dumps(list(info.seeds))})
         os.replace(tmp, path)
         written.append(path)
     return written

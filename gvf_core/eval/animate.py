@@ -2,9 +2,11 @@
 
 Per validation clip, the pipeline core (:func:`gvf_core.pipeline.core.generate_motion`)
 runs on the sample's own canonical Gaussians, driving video and camera, and its result
-is compared with the ground-truth animation beside two references:
+is compared with the ground-truth animation beside three references:
 
 - static: the rest pose held still (what "no motion model" scores);
+- lift: the lifted point tracks alone (:mod:`gvf_core.models.track_lift`, decoded by the VAE
+  without the DiT: what the optical flow shows, at the rest depth);
 - VAE ceiling: the VAE decoding the clip's own encoded latent (the best the DiT can do
   through this VAE).
 
@@ -37,8 +39,9 @@ from gvf_core.data.sample import bound_from_sample
 from gvf_core.metrics import psnr, ssim
 from gvf_core.models.sampler import SamplerConfig
 from gvf_core.models.sampler_config import DEFAULT_SAMPLER
+from gvf_core.models.vae_inputs import rest_points_of
 from gvf_core.models.video_inputs import prepare_video
-from gvf_core.pipeline.core import Models, generate_motion, load_models
+from gvf_core.pipeline.core import Models, generate_motion, load_models, video_lift
 from gvf_core.pipeline.refine import refine_motion, refine_settings, refine_targets
 from gvf_core.render import rasterize
 
@@ -80,11 +83,8 @@ def _latents_encoded(data_dir, split: str) -> bool:
 def _clip_inputs(arrays: dict, meta: dict, models: Models):
     """(bound Gaussians, rest vertices, the VAE's rest points, video inputs, camera) of a stored clip,
     prepared exactly as in training (the first P of the clip's surface points)."""
-    P = models.vae.config.num_points
     rest = torch.as_tensor(arrays["rest_vertices"]).float()
-    faces = torch.as_tensor(arrays["faces"]).long()
-    tri = rest[faces[torch.as_tensor(arrays["pts_face_idx"][:P]).long()]]
-    rest_points = (torch.as_tensor(arrays["pts_bary"][:P]).float()[:, :, None] * tri).sum(1)
+    rest_points = rest_points_of(arrays, models.vae.config.num_points)
     video = prepare_video(arrays["video"], arrays["camera_K"], models.dit.config.video_size, source=f"clip {meta['seed']}")
     return bound_from_sample(arrays), rest, rest_points, video, torch.as_tensor(arrays["camera_w2c"]).float()
 
@@ -122,21 +122,26 @@ def _image_scores(pred, truth, cams: Cameras, size: int, frames) -> tuple[list, 
 
 @torch.no_grad()
 def flow_validation_loss(dit, data_dir, split: str = "val", limit: int | None = None,
-                         times=(0.1, 0.3, 0.5, 0.7, 0.9), skip: int = 0) -> float:
-    """Mean flow-matching MSE (frames 1..T−1) over clips × ``times``, noise seeded per clip."""
+                         times=(0.1, 0.3, 0.5, 0.7, 0.9), skip: int = 0, vae=None) -> float:
+    """Mean flow-matching MSE (frames 1..T−1) over clips × ``times``, noise seeded per clip
+    (``vae``: the one the latents were encoded with, for a DiT with ``base="lift"``)."""
     from gvf_core.models.sampler import add_noise
-    from gvf_core.training.dit import add_tracks, build_cache, conditions_from_cache
+    from gvf_core.training.dit import add_lift, add_tracks, build_cache, conditions_from_cache
 
     cache = build_cache(data_dir, split, dit.config.video_size)
     if dit.config.tracks:
         cache = add_tracks(data_dir, split, cache)
+    if dit.config.base == "lift":
+        if vae is None:
+            raise ValueError("a DiT with base='lift' needs the VAE for its flow loss (vae=)")
+        cache = add_lift(data_dir, split, cache, vae)
     n = len(cache["seed"]) if limit is None else min(skip + limit, len(cache["seed"]))
     device = next(dit.parameters()).device
     losses = []
     for i in range(skip, n):
         cond, latent = conditions_from_cache(cache, torch.tensor([i]), cache["latent"].shape[1], dit.config.canonical_tokens)
         cond, latent = cond.to(device), latent.to(device)
-        x0 = dit.to_residual(latent, cond.rest_latent)
+        x0 = dit.to_residual(latent, dit.base_of(cond))
         x0[:, 0] = 0
         ctx = dit.encode_conditions(cond)
         gen = torch.Generator().manual_seed(int(cache["seed"][i]))
@@ -169,7 +174,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
     sampler = SamplerConfig(steps=steps, method=method, guidance_video=guidance)
     refine_config = refine_settings(refine, device)
     size_in = None
-    rows = {k: [] for k in ("model", "static", "ceiling", *(("refined",) if refine_config else ()))}
+    rows = {k: [] for k in ("model", "static", "lift", "ceiling", *(("refined",) if refine_config else ()))}
     images = {k: {"psnr_input": [], "ssim_input": [], "psnr_novel": [], "ssim_novel": []} for k in rows}
     jitter = {k: [] for k in (*rows, "ground_truth")}
     seconds, refine_seconds, clips = [], [], []
@@ -182,7 +187,9 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
         truth_v = torch.as_tensor(arrays["vertices"]).float()
         T = truth_v.shape[0]
         diag = float((rest.max(0).values - rest.min(0).values).norm())
-        results = {"model": motion, "static": None}
+        results = {"model": motion, "static": None,
+                   "lift": generate_motion(models, bound, rest_points, video, w2c, sampler,
+                                           latent=video_lift(models, bound.canonical, rest_points, video, w2c))}
         if refine_config is not None:
             t0 = time.perf_counter()
             targets = refine_targets(arrays["video"], arrays["camera_K"], w2c, refine_config.resolution)
@@ -233,7 +240,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
     if per_clip:
         out["per_clip"] = clips
     if _latents_encoded(data_dir, split):
-        out["flow_loss_val"] = flow_validation_loss(models.dit, data_dir, split, limit, skip=skip)
+        out["flow_loss_val"] = flow_validation_loss(models.dit, data_dir, split, limit, skip=skip, vae=models.vae)
     else:
         out["missing"] = (f"the {split} split has no encoded latents, so no VAE ceiling and no flow loss: "
                           f"run `gvf data encode --data {data_dir} --splits {split}` to add them")

@@ -23,6 +23,18 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, of another kind, or does not fit its config."""
 
 
+def fingerprint(model: nn.Module) -> str:
+    """SHA-256 (16 hex digits) of a model's weights and buffers, in name order: tells two models of
+    the same config apart (e.g. the VAE that encoded a data set's latents)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def save_model(path, model: nn.Module, kind: str, config_json: str, extra: dict | None = None) -> Path:
     from safetensors.torch import save_file
 

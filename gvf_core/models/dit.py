@@ -1,9 +1,11 @@
 """Gaussian Variation Field diffusion transformer: video → per-frame motion latent.
 
 The model denoises the VAE latents of one clip, ``[B, T, L, C]`` (T frames, L anchor
-tokens, C channels), written as a residual from the latent of the rest pose (frame 0 of
-every clip is the canonical state, so its residual is exactly zero and stays clamped;
-static parts are zero everywhere). Each block (adaLN-Zero conditioning on the flow
+tokens, C channels), written as a residual from a *base* latent: the latent of the rest pose
+(``base="rest"``: static parts are zero everywhere), or the lifted latent of the video's point
+tracks (``base="lift"``, :mod:`gvf_core.models.track_lift`: the model adds what the flow cannot
+see, such as depth). Frame 0 of every clip is the canonical state, so its residual is exactly
+zero and stays clamped. Each block (adaLN-Zero conditioning on the flow
 time and the motion-magnitude condition, QK RMS-norm in every attention) has
 
 1. spatial self-attention among the L tokens of a frame (plus a learnable locality
@@ -69,6 +71,9 @@ class DiTConfig:
     """Build the Geometry-Forcing head (its loss weights live in the training config)."""
     tracks: bool = False
     """Also read each anchor's 2-D optical-flow track (video_tracks.py), added to its token per frame."""
+    base: str = "rest"
+    """What the residual is taken from: "rest" (the rest-pose latent) or "lift" (the lifted latent
+    of the video's point tracks, track_lift.py, also read as a per-frame token input)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -92,6 +97,8 @@ DIT_PRESETS: dict[str, DiTConfig] = {
                       video_grid=8, canonical_tokens=256, pos_freqs=6, geometry_forcing=True),
 }
 DIT_PRESETS["tiny-tracks"] = replace(DIT_PRESETS["tiny"], tracks=True)
+DIT_PRESETS["tiny-lift"] = replace(DIT_PRESETS["tiny-tracks"], base="lift")
+BASES = ("rest", "lift")
 
 
 @dataclass
@@ -106,6 +113,7 @@ class DiTConditions:
     world_to_camera: Tensor  # [B, 4, 4] camera in the model frame
     magnitude: Tensor | None = None  # [B] motion magnitude, None: predicted from the video
     tracks: Tensor | None = None  # [B, T, L, TRACK_FEATURES] anchor tracks (models with config.tracks)
+    base_latent: Tensor | None = None  # [B, T, L, C] lifted latent of the point tracks (models with base="lift")
 
     def to(self, device) -> "DiTConditions":
         return DiTConditions(**{k: (None if v is None else v.to(device)) for k, v in self.__dict__.items()})
@@ -126,6 +134,7 @@ class DiTContext:
     log_magnitude: Tensor  # [B] normalised log motion magnitude used
     predicted_log_magnitude: Tensor  # [B] normalised, from the video
     tracks: Tensor | None = None  # [B, T, L, W] embedded anchor tracks (part of the video condition)
+    base: Tensor | None = None  # [B, T, L, W] embedded base latent (base="lift"; the state, never dropped)
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -194,6 +203,8 @@ class GVFDiT(nn.Module):
     def __init__(self, config: DiTConfig, backbone: nn.Module | None = None):
         super().__init__()
         self.config = c = config
+        if c.base not in BASES:
+            raise ValueError(f"unknown DiT base {c.base!r}; choose one of {BASES}")
         W = c.width
         self.pos_embed = FourierEmbedding(3, c.pos_freqs)
         self.screen_embed = FourierEmbedding(2, c.pos_freqs)
@@ -230,6 +241,7 @@ class GVFDiT(nn.Module):
         self.out = nn.Linear(W, c.latent_channels)
         self.track_in = (nn.Sequential(nn.Linear(TRACK_FEATURES, W), nn.SiLU(), nn.Linear(W, W))
                          if c.tracks else None)
+        self.base_in = nn.Linear(c.latent_channels, W) if c.base == "lift" else None
         self.gf_head = nn.Sequential(nn.LayerNorm(W), nn.Linear(W, W), nn.SiLU(), nn.Linear(W, 3)) if c.geometry_forcing else None
         # statistics (fitted on training data, saved with the weights)
         self.register_buffer("residual_std", torch.ones(c.latent_channels))
@@ -258,6 +270,8 @@ class GVFDiT(nn.Module):
             nn.init.zeros_(layer.bias)
         if self.track_in is not None:  # starts as "no tracks": a model fine-tuned from one without them is unchanged
             nn.init.zeros_(self.track_in[-1].weight)
+        if self.base_in is not None:  # likewise for the base input
+            nn.init.zeros_(self.base_in.weight)
 
     # ------------------------------------------------------------------ conditions
     def encode_conditions(self, cond: DiTConditions) -> DiTContext:
@@ -291,7 +305,14 @@ class GVFDiT(nn.Module):
                 raise ValueError(f"this DiT reads anchor tracks [B={B}, T={T}, L={c.num_latents}, {TRACK_FEATURES}]; got {got} "
                                  "(compute them with gvf_core.models.video_tracks)")
             tracks = self.track_in(cond.tracks.float())
-        return DiTContext(video, canonical, tokens_in, spatial_bias, video_bias, log_magnitude, predicted, tracks)
+        return DiTContext(video, canonical, tokens_in, spatial_bias, video_bias, log_magnitude, predicted, tracks,
+                          self.embed_base(cond))
+
+    def embed_base(self, cond: DiTConditions) -> Tensor | None:
+        """[B, T, L, W] token input of the base latent's change from the rest latent (None unless base="lift")."""
+        if self.base_in is None:
+            return None
+        return self.base_in(self.to_residual(self.base_of(cond), cond.rest_latent))
 
     def magnitude_from_normalised(self, value: Tensor) -> Tensor:
         return torch.exp(value * self.log_magnitude_std + self.log_magnitude_mean)
@@ -323,10 +344,12 @@ class GVFDiT(nn.Module):
             mag = torch.where(drop_magnitude[:, None], self.null_magnitude.expand_as(mag), mag)
         cond = nn.functional.silu(self.time_mlp(timestep_embedding(t, self.config.width)) + mag)
         ctx = DiTContext(video, canonical, ctx.tokens_in, ctx.spatial_bias, ctx.video_bias, ctx.log_magnitude,
-                         ctx.predicted_log_magnitude, tracks)
+                         ctx.predicted_log_magnitude, tracks, ctx.base)
         h = self.latent_in(x) + ctx.tokens_in[:, None]
         if tracks is not None:
             h = h + tracks
+        if ctx.base is not None:
+            h = h + ctx.base
         temporal_bias = self.temporal_bias(T, x.device)
         gf = None
         for i, block in enumerate(self.blocks):
@@ -338,12 +361,23 @@ class GVFDiT(nn.Module):
         return (out, gf) if return_hidden else out
 
     # ------------------------------------------------------------------ latents
-    def to_latent(self, residual: Tensor, rest_latent: Tensor) -> Tensor:
-        """Normalised residual [B, T, L, C] → VAE latent (rest latent [B, L, C] added)."""
-        return rest_latent[:, None] + residual * self.residual_std
+    def base_of(self, cond: DiTConditions) -> Tensor:
+        """The latent the residual is taken from: the rest latent [B, L, C] or, with ``base="lift"``,
+        the lifted latent [B, T, L, C] of the conditions."""
+        if self.config.base == "rest":
+            return cond.rest_latent
+        if cond.base_latent is None or cond.base_latent.shape[0] != cond.rest_latent.shape[0]:
+            got = None if cond.base_latent is None else tuple(cond.base_latent.shape)
+            raise ValueError(f"this DiT denoises from the lifted latent of the point tracks [B, T, L, C]; got {got} "
+                             "(compute it with gvf_core.models.track_lift.lifted_latent)")
+        return cond.base_latent
 
-    def to_residual(self, latent: Tensor, rest_latent: Tensor) -> Tensor:
-        return (latent - rest_latent[:, None]) / self.residual_std
+    def to_latent(self, residual: Tensor, base: Tensor) -> Tensor:
+        """Normalised residual [B, T, L, C] → VAE latent (``base`` [B, L, C] or [B, T, L, C] added)."""
+        return (base[:, None] if base.dim() == 3 else base) + residual * self.residual_std
+
+    def to_residual(self, latent: Tensor, base: Tensor) -> Tensor:
+        return (latent - (base[:, None] if base.dim() == 3 else base)) / self.residual_std
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -155,6 +155,17 @@ def mesh_guided_interpolation(anchors: Tensor, points: Tensor, k: int = 8, beta:
     return idx, w / w.sum(-1, keepdim=True)
 
 
+@torch.no_grad()
+def encode_points(vae: "GVFVAE", rest_points: Tensor, anchors: Tensor, displacements: Tensor) -> Tensor:
+    """Posterior-mean latent [T, L, C] of one clip: ``rest_points`` [P, 3] moved by
+    ``displacements`` [T, P, 3], seen through ``anchors`` [L, 3] (model frame)."""
+    c = vae.config
+    pts, anc = rest_points[None].float(), anchors[None].float()
+    neighbours = mesh_guided_interpolation(anc, pts, c.knn, c.interp_beta)
+    mean, _ = vae.encode(pts, displacements[None].float(), anc, neighbours)
+    return mean[0]
+
+
 def anchor_spacing(anchors: Tensor) -> Tensor:
     """[B, L, 3] → [B] mean distance from each anchor to its nearest other anchor."""
     d = torch.cdist(anchors, anchors)

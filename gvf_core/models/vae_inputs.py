@@ -50,6 +50,15 @@ def anchor_indices(means: Tensor, num: int) -> Tensor:
     return torch.as_tensor(farthest_point_sampling(means.detach().cpu().numpy(), num, seed=0)).long()
 
 
+def rest_points_of(sample: dict, num_points: int) -> Tensor:
+    """[P, 3] the first ``num_points`` surface points of a stored sample at its rest pose: the
+    points the VAE encoded the sample through (:func:`prepare_sample` with all frames)."""
+    rest = _t(sample["rest_vertices"]).float()
+    faces = _t(sample["faces"]).long()
+    tri = rest[faces[_t(sample["pts_face_idx"][:num_points]).long()]]  # [P, 3, 3]
+    return (_t(sample["pts_bary"][:num_points]).float()[:, :, None] * tri).sum(1)
+
+
 def prepare_sample(
     sample: dict,
     num_latents: int,

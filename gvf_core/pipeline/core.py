@@ -22,7 +22,8 @@ from gvf_core.gaussians import Gaussians
 from gvf_core.models.checkpoint import CheckpointError
 from gvf_core.models.dit import DiTConditions, GVFDiT, load_dit
 from gvf_core.models.sampler import Cancelled, SamplerConfig, sample
-from gvf_core.models.vae import GVFVAE, apply_deltas, gaussian_features, load_vae, mesh_guided_interpolation
+from gvf_core.models.track_lift import lifted_latent
+from gvf_core.models.vae import GVFVAE, apply_deltas, encode_points, gaussian_features, load_vae
 from gvf_core.models.vae_inputs import anchor_indices
 from gvf_core.models.video_inputs import VideoInputs
 from gvf_core.models.video_tracks import clip_tracks, visibility_surface
@@ -97,11 +98,7 @@ def _clock(timings: dict, stage: str, start: float) -> float:
 @torch.no_grad()
 def rest_latent(vae: GVFVAE, rest_points: Tensor, anchors: Tensor) -> Tensor:
     """The VAE latent [L, C] of the rest pose (zero displacement) seen through ``rest_points`` [P, 3]."""
-    c = vae.config
-    pts, anc = rest_points[None].float(), anchors[None].float()
-    neighbours = mesh_guided_interpolation(anc, pts, c.knn, c.interp_beta)
-    mean, _ = vae.encode(pts, torch.zeros(1, 1, *pts.shape[1:], device=pts.device), anc, neighbours)
-    return mean[0, 0]
+    return encode_points(vae, rest_points, anchors, torch.zeros(1, *rest_points.shape, device=rest_points.device))[0]
 
 
 @torch.no_grad()
@@ -137,19 +134,33 @@ def generate_motion(
     anchors = model_anchors(models, canonical)
     z0 = rest_latent(vae, rest_points.to(device), anchors)
     tokens = anchor_indices(canonical.means, min(dit.config.canonical_tokens, canonical.num)).to(device)
-    tracks = None
-    if dit.config.tracks:
-        tracks = clip_tracks(anchors, visibility_surface(canonical.means), video.pixels, video.K,
-                             world_to_camera)[None].to(device)
+    tracks = point_tracks = None
+    lift = dit.config.base == "lift"
+    if dit.config.tracks or lift:
+        # one optical-flow pass tracks the anchors (the DiT's track input) and the rest points (the lift)
+        tracked = anchors.cpu() if not lift else torch.cat([anchors.cpu(), rest_points.cpu().float()])
+        found = clip_tracks(tracked, visibility_surface(canonical.means), video.pixels, video.K, world_to_camera)
+        tracks = found[:, :L][None].to(device) if dit.config.tracks else None
+        point_tracks = found[:, L:] if lift else None
         t0 = _clock(timings, "tracks", t0)
     cond = DiTConditions(
         anchors=anchors[None], rest_latent=z0[None], canonical=gaussian_features(canonical.select(tokens))[None],
         pixels=video.pixels[None].to(device), K=video.K[None].to(device),
         world_to_camera=world_to_camera[None].float().to(device), magnitude=None, tracks=tracks,
     )
+    if lift:
+        def lift_at(scale: float) -> Tensor:
+            return lifted_latent(vae, rest_points.to(device), anchors, point_tracks, video.K, world_to_camera,
+                                 video.size, scale)[None]
+
+        cond.base_latent = lift_at(1.0)
+        t0 = _clock(timings, "lift", t0)
     ctx = dit.encode_conditions(cond)
     predicted = float(dit.magnitude_from_normalised(ctx.predicted_log_magnitude)[0])
     target = strength * (predicted if magnitude is None else float(magnitude))
+    if lift and target != predicted:  # the lift shows the video's own motion: scaled like the magnitude condition
+        cond.base_latent = lift_at(target / max(predicted, 1e-8))
+        ctx.base = dit.embed_base(cond)
     ctx.log_magnitude = ((torch.log(torch.tensor([target], device=device).clamp(min=1e-4)) - dit.log_magnitude_mean)
                          / dit.log_magnitude_std)
     t0 = _clock(timings, "conditions", t0)
@@ -169,12 +180,24 @@ def generate_motion(
         step_progress = None if progress is None else (lambda i, n: progress("diffusion", i, n))
         residual = sample(denoise, (1, T, L, C), sampler, seed=seed, device=device, constrain=constrain,
                           progress=step_progress, cancel=cancel)
-        latent = dit.to_latent(residual, z0[None])[0]
+        latent = dit.to_latent(residual, dit.base_of(cond))[0]
     t0 = _clock(timings, "diffusion", t0)
 
     deltas, gaussians, vertices = decode_motion(models, bound, latent, anchors, solver=solver, progress=progress,
                                                 cancel=cancel, timings=timings)
     return Motion(latent.cpu(), deltas, gaussians, vertices, target, predicted, timings)
+
+
+@torch.no_grad()
+def video_lift(models: Models, canonical: Gaussians, rest_points: Tensor, video: VideoInputs,
+               world_to_camera: Tensor) -> Tensor:
+    """The lifted latent [T, L, C] of the video's point tracks (:mod:`gvf_core.models.track_lift`):
+    the motion the flow shows, at the rest depth, without the DiT (a reference in the evaluation)."""
+    canonical = canonical.to(models.device)
+    anchors = model_anchors(models, canonical)
+    tracks = clip_tracks(rest_points.cpu().float(), visibility_surface(canonical.means), video.pixels, video.K,
+                         world_to_camera)
+    return lifted_latent(models.vae, rest_points.to(models.device), anchors, tracks, video.K, world_to_camera, video.size)
 
 
 def model_anchors(models: Models, canonical: Gaussians) -> Tensor:

@@ -31,6 +31,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from gvf_core.models.checkpoint import fingerprint
 from gvf_core.models.dit import DIT_PRESETS, DiTConditions, DiTConfig, GVFDiT, save_dit
 from gvf_core.models.sampler import add_noise
 from gvf_core.models.video_inputs import prepare_video
@@ -38,6 +39,7 @@ from gvf_core.training.common import autocast_for, optimize, resume_checkpoint, 
 
 CACHE_FORMAT = "1"
 TRACKS_FORMAT = "1"
+LIFT_FORMAT = "1"
 
 
 @dataclass(frozen=True)
@@ -172,10 +174,78 @@ def add_tracks(data_dir, split: str, cache: dict[str, Tensor], progress=None) ->
     return {**cache, "tracks": tracks}
 
 
+def check_latents_vae(data_dir, split: str, vae) -> None:
+    """Refuse a VAE other than the one ``gvf data encode`` used for ``split``'s latents."""
+    from safetensors import safe_open
+
+    from gvf_core.data.encode import FORMAT
+    from gvf_core.data.shards import Manifest
+
+    shards = Manifest.load(Path(data_dir)).shards_of(split)
+    with safe_open(str(Path(data_dir) / "latents" / shards[0].file), framework="pt") as f:
+        meta = f.metadata() or {}
+    # latents encoded before the fingerprint was recorded can only be checked by config
+    if (meta.get("vae_config") != vae.config.to_json() + "/format" + FORMAT
+            or meta.get("vae_fingerprint", fingerprint(vae)) != fingerprint(vae)):
+        raise ValueError(f"{data_dir}: the {split} latents were encoded by another VAE than the one given for the lift; "
+                         "pass the VAE they were encoded with (--vae), or encode again with this one")
+
+
+def add_lift(data_dir, split: str, cache: dict[str, Tensor], vae, progress=None) -> dict[str, Tensor]:
+    """``cache`` with ``"lift"`` [N, T, L, C]: each clip's lifted latent
+    (:func:`gvf_core.models.track_lift.lifted_latent`: the VAE's rest points tracked through the
+    cached crops and lifted at their frame-0 depth, then encoded by ``vae``), exactly as the
+    pipeline computes it. Kept in ``DIR/latents/dit-lift-{split}-{size}.safetensors`` and
+    recomputed when the crops, anchors, surfaces, cameras or the VAE change (about 1 s per clip
+    on one core)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from gvf_core.data.shards import Manifest, ShardReader
+    from gvf_core.models.track_lift import lifted_latent
+    from gvf_core.models.vae_inputs import rest_points_of
+    from gvf_core.models.video_tracks import clip_tracks
+
+    size = int(cache["pixels"].shape[-1])
+    path = Path(data_dir) / "latents" / f"dit-lift-{split}-{size}.safetensors"
+    inputs = {k: _checksum(cache[k]) for k in ("pixels", "anchors", "canonical", "K", "w2c")}
+    tag = json.dumps({"format": LIFT_FORMAT, "seeds": cache["seed"].tolist(), "inputs": inputs,
+                      "vae": fingerprint(vae)})
+    if path.exists():
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("tag") == tag:
+                return {**cache, "lift": load_file(str(path))["lift"]}
+    check_latents_vae(data_dir, split, vae)
+    if next(vae.parameters()).device.type != "cpu":
+        vae = copy.deepcopy(vae).cpu()
+    vae = vae.eval()
+    rows, n = [], len(cache["seed"])
+    for info in Manifest.load(Path(data_dir)).shards_of(split):
+        with ShardReader(Path(data_dir) / info.file) as reader:
+            for j in range(len(reader)):
+                arrays, meta = reader[j]
+                i = len(rows)
+                if int(meta["seed"]) != int(cache["seed"][i]):
+                    raise ValueError(f"{data_dir}: sample {i} of the {split} cache is seed {int(cache['seed'][i])} but the "
+                                     f"shards hold {meta['seed']}; delete {path.parent}/dit-cache-{split}-*.safetensors")
+                points = rest_points_of(arrays, vae.config.num_points)
+                K, w2c = cache["K"][i].float(), cache["w2c"][i].float()
+                tracks = clip_tracks(points, cache["canonical"][i, :, :3].float(), cache["pixels"][i].float() / 255.0, K, w2c)
+                rows.append(lifted_latent(vae, points, cache["anchors"][i].float(), tracks, K, w2c, size))
+                if progress is not None:
+                    progress(len(rows), n)
+    lift = torch.stack(rows).contiguous()
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"lift": lift}, str(tmp), metadata={"tag": tag})
+    os.replace(tmp, path)
+    return {**cache, "lift": lift}
+
+
 def conditions_from_cache(cache: dict[str, Tensor], index: Tensor, frames: int, canonical_tokens: int,
                           magnitude: bool = True) -> tuple[DiTConditions, Tensor]:
     """(conditions, clean VAE latents [B, T, L, C]) of the cached clips ``index``, first ``frames`` frames
-    (with their anchor tracks when the cache has them, see :func:`add_tracks`)."""
+    (with their anchor tracks and lifted latents when the cache has them, see :func:`add_tracks`
+    and :func:`add_lift`)."""
     latent = cache["latent"][index, :frames].float()
     cond = DiTConditions(
         anchors=cache["anchors"][index].float(),
@@ -186,6 +256,7 @@ def conditions_from_cache(cache: dict[str, Tensor], index: Tensor, frames: int, 
         world_to_camera=cache["w2c"][index].float(),
         magnitude=cache["magnitude"][index].float() if magnitude else None,
         tracks=cache["tracks"][index, :frames].float() if "tracks" in cache else None,
+        base_latent=cache["lift"][index, :frames].float() if "lift" in cache else None,
     )
     return cond, latent
 
@@ -195,7 +266,8 @@ def conditions_from_cache(cache: dict[str, Tensor], index: Tensor, frames: int, 
 def fit_statistics(model: GVFDiT, cache: dict[str, Tensor], count: int = 256) -> dict:
     n = min(count, len(cache["seed"]))
     latent = cache["latent"][:n].float()  # [n, T, L, C]
-    residual = latent[:, 1:] - latent[:, :1]
+    base = cache["lift"][:n, 1:].float() if model.config.base == "lift" else latent[:, :1]
+    residual = latent[:, 1:] - base
     rest = latent[:, 0]
     canonical = cache["canonical"][:n].reshape(-1, cache["canonical"].shape[-1]).float()
     log_mag = torch.log(cache["magnitude"][:n].float().clamp(min=1e-4))
@@ -244,7 +316,7 @@ def dit_losses(model, cond: DiTConditions, latent: Tensor, motion: Tensor, train
     core = model.module if hasattr(model, "module") else model
     B = latent.shape[0]
     device = latent.device
-    x0 = core.to_residual(latent, cond.rest_latent)
+    x0 = core.to_residual(latent, core.base_of(cond))
     x0[:, 0] = 0
     t = sample_times(B, train.high_noise_fraction, generator).to(device)
     noise = torch.randn(x0.shape, generator=generator).to(device)
@@ -324,9 +396,10 @@ class DiTTrainer:
 
 def init_from(trainer: DiTTrainer, path) -> dict:
     """Start ``trainer`` from the weights of another DiT file (e.g. the shipped model, to add
-    anchor tracks to it). Parameters missing from the file (the new track input) keep their
-    initialisation (zero output); every other tensor must match in shape. Returns what was
-    loaded, for statistics.json."""
+    anchor tracks to it). Parameters missing from the file (the new track or base input) keep
+    their initialisation (zero output); every other tensor must match in shape. The data
+    statistics stay the ones fitted for this run (a lift-based DiT's residuals are smaller than
+    the file's). Returns what was loaded, for statistics.json."""
     from gvf_core.models.checkpoint import CheckpointError, read_model
 
     _, tensors = read_model(path, "gvf-dit")
@@ -336,18 +409,23 @@ def init_from(trainer: DiTTrainer, path) -> dict:
     if unexpected or wrong:
         raise CheckpointError(f"{path}: cannot start from this DiT: it has tensors this preset lacks ({unexpected[:5]}) "
                               f"or of other shapes ({wrong[:5]}); pick the preset it was trained with")
+    fitted = {name: buffer.clone() for name, buffer in trainer.model.named_buffers()}
     trainer.model.load_state_dict(tensors, strict=False)
+    for name, buffer in trainer.model.named_buffers():
+        buffer.copy_(fitted[name])
     trainer.ema.load_state_dict(trainer.model.state_dict())
     return {"path": str(path), "loaded": len(tensors), "new": sorted(set(own) - set(tensors))}
 
 
 def train_dit(data_dir, out_dir, preset: str = "tiny", train: DiTTrainConfig = DiTTrainConfig(), device: str = "cpu",
               resume: bool = True, progress: bool = True, overrides: dict | None = None,
-              max_minutes: float | None = None, vae_config=None, init=None) -> Path:
+              max_minutes: float | None = None, vae_config=None, init=None, vae=None) -> Path:
     """Train (or resume) a DiT on ``data_dir``'s encoded train split; returns the weights path.
 
     ``vae_config`` (the VAE the latents came from) is checked against the DiT's L and C.
     ``init``: a DiT file to start from (a fresh run only), see :func:`init_from`.
+    ``vae``: the VAE file the latents were encoded with (default: the shipped one); a DiT with
+    ``base="lift"`` needs it for the lifted latents (:func:`add_lift`).
     """
     if preset not in DIT_PRESETS:
         raise ValueError(f"unknown DiT preset {preset!r}; choose one of {sorted(DIT_PRESETS)}")
@@ -373,6 +451,13 @@ def train_dit(data_dir, out_dir, preset: str = "tiny", train: DiTTrainConfig = D
         if cache_bar is not None:
             cache_bar.set_description("anchor tracks")
         cache = add_tracks(data_dir, "train", cache, cache_progress)
+    if config.base == "lift":
+        from gvf_core.models.vae import load_vae
+        from gvf_core.pipeline.core import SHIPPED_MODEL
+
+        if cache_bar is not None:
+            cache_bar.set_description("lifted latents")
+        cache = add_lift(data_dir, "train", cache, load_vae(vae or SHIPPED_MODEL / "vae.safetensors"), cache_progress)
     if cache_bar is not None:
         cache_bar.close()
     L, C = cache["latent"].shape[2:]
@@ -418,5 +503,5 @@ def train_dit(data_dir, out_dir, preset: str = "tiny", train: DiTTrainConfig = D
     return out_dir / "dit.safetensors"
 
 
-__all__ = ["DiTTrainConfig", "DiTTrainer", "add_tracks", "build_cache", "init_from", "conditions_from_cache", "dit_losses",
+__all__ = ["DiTTrainConfig", "DiTTrainer", "add_lift", "add_tracks", "build_cache", "check_latents_vae", "init_from", "conditions_from_cache", "dit_losses",
            "fit_statistics", "geometry_forcing_losses", "train_dit"]
