@@ -14,6 +14,7 @@ from gvf_core.canonical import VertexSolver, mesh_to_gaussians
 from gvf_core.demo import SAMPLE_ASSET
 from gvf_core.mesh import load_mesh
 from gvf_core.models.sampler import Cancelled
+from gvf_core.models.video_tracks import CHAINED_TRACK_WEIGHT, DISPLACEMENT_SCALE, FB_TOLERANCE
 from gvf_core.normalize import Normalization
 from gvf_core.pipeline import InputError, animate, load_models
 from gvf_core.pipeline.core import Motion, decode_motion, model_anchors, rest_latent
@@ -278,7 +279,7 @@ def test_points_whose_straight_flow_fails_keep_their_chained_track(moving_case, 
 
     def straight_flow_fails(*args, **kwargs):
         features = real(*args, **kwargs)
-        features[1:, :, 2] = 10 * R.FB_TOLERANCE * R.DISPLACEMENT_SCALE
+        features[1:, :, 2] = 10 * FB_TOLERANCE * DISPLACEMENT_SCALE
         return features
 
     trusted = R.track_targets(case["bound"].canonical, targets, 128)
@@ -287,7 +288,7 @@ def test_points_whose_straight_flow_fails_keep_their_chained_track(moving_case, 
     assert torch.equal(chained.position, trusted.position)
     on_object = chained.weight[1:] > 0
     assert on_object.float().mean() > 0.5
-    assert torch.allclose(chained.weight[1:][on_object], torch.tensor(R.CHAINED_TRACK_WEIGHT))
+    assert torch.allclose(chained.weight[1:][on_object], torch.tensor(CHAINED_TRACK_WEIGHT))
 
 
 @pytest.fixture(scope="module")

@@ -230,7 +230,7 @@ def test_a_lift_model_runs_through_animate_and_extend(small_models, monkeypatch)
     monkeypatch.setattr(core, "lifted_latent", lambda *a, **k: scales.append(a[-1]) or original(*a, **k))
     stronger = animate(SAMPLE_ASSET, video[:8], model=models, strength=2.0, **FAST)
     assert stronger.magnitude == pytest.approx(2.0 * first.magnitude, rel=1e-5)
-    assert scales == [1.0, pytest.approx(2.0)]
+    assert scales == [1.0, pytest.approx(2.0)]  # the lift fitted once, encoded at the strength asked for
     assert not np.allclose(stronger.vertices, first.vertices)
 
 

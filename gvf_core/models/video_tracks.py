@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from gvf_core.models.vae_inputs import anchor_indices
-from gvf_core.models.video_inputs import project
+from gvf_core.models.video_inputs import ALPHA_THRESHOLD, project
 
 TRACK_FEATURES = 5
 UPSAMPLE = 4
@@ -38,6 +38,9 @@ DISPLACEMENT_SCALE = 10.0
 """Displacements are given in crop sides × this (a tenth of the crop ≈ 1)."""
 FB_TOLERANCE = 0.02
 """Forward-backward error (crop sides) under which the straight-from-frame-0 flow is trusted."""
+CHAINED_TRACK_WEIGHT = 1.0
+"""Weight of a point whose straight (frame 0 → t) flow failed its forward-backward check: its
+chained track (measured: 1.7 px error against 2.6 px for straight-only tracks)."""
 SURFACE_POINTS = 1024
 """Canonical Gaussians the visibility test uses: the M = 1024 farthest-point samples the data
 engine stores per clip (gvf_core.data.encode.CANONICAL_TOKENS), so training and the pipeline
@@ -128,6 +131,19 @@ def anchor_tracks(pixels: Tensor, screen: Tensor, visible: Tensor, upsample: int
         out[f, :, 2] = fb * DISPLACEMENT_SCALE
         out[f, :, 4] = _sample(mask[f][..., None], pos / upsample)[:, 0]
     return torch.from_numpy(out)
+
+
+def track_weights(tracks: Tensor, hidden_weight: float = 1.0) -> Tensor:
+    """[T, P] trust in each tracked position of track features [T, P, TRACK_FEATURES]: falls off with
+    the forward-backward error of the straight track, is CHAINED_TRACK_WEIGHT where that check failed
+    and the chained track was used, ``hidden_weight`` × that for points hidden at frame 0, and 0
+    where the track leaves the object mask and in frame 0."""
+    fb = tracks[..., 2] / DISPLACEMENT_SCALE
+    visible = tracks[..., 3]
+    trust = torch.where(fb < FB_TOLERANCE, torch.exp(-(fb / FB_TOLERANCE) ** 2), torch.full_like(fb, CHAINED_TRACK_WEIGHT))
+    weight = (visible + hidden_weight * (1 - visible)) * trust * (tracks[..., 4] > ALPHA_THRESHOLD).float()
+    weight[0] = 0
+    return weight
 
 
 def clip_tracks(anchors: Tensor, surface: Tensor, pixels: Tensor, K: Tensor, world_to_camera: Tensor) -> Tensor:

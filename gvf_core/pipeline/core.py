@@ -22,7 +22,7 @@ from gvf_core.gaussians import Gaussians
 from gvf_core.models.checkpoint import CheckpointError
 from gvf_core.models.dit import DiTConditions, GVFDiT, load_dit
 from gvf_core.models.sampler import Cancelled, SamplerConfig, sample
-from gvf_core.models.track_lift import lifted_latent
+from gvf_core.models.track_lift import lift_motion, lifted_latent
 from gvf_core.models.vae import GVFVAE, apply_deltas, encode_points, gaussian_features, load_vae
 from gvf_core.models.vae_inputs import anchor_indices
 from gvf_core.models.video_inputs import VideoInputs
@@ -149,9 +149,10 @@ def generate_motion(
         world_to_camera=world_to_camera[None].float().to(device), magnitude=None, tracks=tracks,
     )
     if lift:
+        lifted = lift_motion(rest_points, point_tracks, video.K, world_to_camera, video.size)
+
         def lift_at(scale: float) -> Tensor:
-            return lifted_latent(vae, rest_points.to(device), anchors, point_tracks, video.K, world_to_camera,
-                                 video.size, scale)[None]
+            return lifted_latent(vae, rest_points, anchors, lifted.displacement, scale)[None]
 
         cond.base_latent = lift_at(1.0)
         t0 = _clock(timings, "lift", t0)
@@ -197,7 +198,8 @@ def video_lift(models: Models, canonical: Gaussians, rest_points: Tensor, video:
     anchors = model_anchors(models, canonical)
     tracks = clip_tracks(rest_points.cpu().float(), visibility_surface(canonical.means), video.pixels, video.K,
                          world_to_camera)
-    return lifted_latent(models.vae, rest_points.to(models.device), anchors, tracks, video.K, world_to_camera, video.size)
+    lifted = lift_motion(rest_points, tracks, video.K, world_to_camera, video.size)
+    return lifted_latent(models.vae, rest_points, anchors, lifted.displacement)
 
 
 def model_anchors(models: Models, canonical: Gaussians) -> Tensor:

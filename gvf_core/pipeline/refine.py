@@ -46,22 +46,20 @@ from torch import Tensor
 
 from gvf_core.canonical import BoundGaussians, VertexSolver
 from gvf_core.cameras import Cameras
-from gvf_core.gaussians import Gaussians, quat_to_rotmat
+from gvf_core.gaussians import Gaussians
 from gvf_core.metrics import ssim
 from gvf_core.models.vae import apply_deltas
-from gvf_core.normalize import quat_multiply
 from gvf_core.models.vae_inputs import anchor_indices
 from gvf_core.models.video_inputs import ALPHA_THRESHOLD, VideoInputError, crop_intrinsics, prepare_video, project
-from gvf_core.models.video_tracks import (DISPLACEMENT_SCALE, FB_TOLERANCE, anchor_tracks, anchor_visibility,
-                                          visibility_surface)
+from gvf_core.models.rigid_motion import (RIGID_ITERATIONS, RIGID_RESIDUAL, RIGID_SMOOTHNESS, RootTransform,
+                                          fit_rigid_motion, track_pixel_error, weighted_track_loss)
+from gvf_core.models.video_tracks import (DISPLACEMENT_SCALE, anchor_tracks, anchor_visibility,
+                                          track_weights, visibility_surface)
 from gvf_core.pipeline.core import Models, Motion, Progress, decode_motion, model_anchors
 from gvf_core.render import rasterize
 
 REFINE_MODES = ("off", "fast", "best")
 ROOT_MODES = ("auto", "on", "off")
-CHAINED_TRACK_WEIGHT = 1.0
-"""Track weight of a point whose straight (frame 0 → t) flow failed its forward-backward check:
-its chained track (measured: 1.7 px error against 2.6 px for straight-only tracks)."""
 MIN_MASK_FRACTION = 1e-3
 """A frame whose mask covers less of the crop than this has no object to fit."""
 
@@ -93,9 +91,9 @@ class RefineSettings:
     track_frames: int = 12  # frames decoded per first-phase iteration (0: all)
     w_track_rigidity: float = 1.0  # first phase: neighbour distances among the tracked points are kept
     root: str = "auto"  # a rigid transform per frame under the decoded motion: auto | on | off (RootTransform)
-    rigid_iterations: int = 300  # fit of one rigid transform per frame to the tracks alone (auto's test and the start)
-    rigid_residual: float = 0.15  # auto: on when that fit leaves less than this fraction of the tracked motion
-    w_rigid_smooth: float = 100.0  # that fit: squared second difference over frames of the transform
+    rigid_iterations: int = RIGID_ITERATIONS  # fit of one rigid transform per frame to the tracks alone (auto's test)
+    rigid_residual: float = RIGID_RESIDUAL  # auto: on when that fit leaves less than this fraction of the tracked motion
+    w_rigid_smooth: float = RIGID_SMOOTHNESS  # that fit: squared second difference over frames of the transform
     smoothing: float = 1.0  # σ in frames of a Gaussian filter over the refined motion (0: off); smooth_over_frames
     backend: str = "auto"  # renderer backend: auto | torch | gsplat
 
@@ -235,13 +233,7 @@ def track_targets(canonical: Gaussians, targets: RefineTargets, points: int, hid
     pixels = torch.cat([targets.rgb, targets.mask], -1).permute(0, 3, 1, 2).cpu()
     feats = anchor_tracks(pixels, screen, visible)
     position = screen[None] + feats[..., :2] / DISPLACEMENT_SCALE
-    fb = feats[..., 2] / DISPLACEMENT_SCALE
-    # a straight track (frame 0 → t) is trusted by its forward-backward error; where that
-    # check failed, anchor_tracks used the chained track, whose weight is CHAINED_TRACK_WEIGHT
-    trust = torch.where(fb < FB_TOLERANCE, torch.exp(-(fb / FB_TOLERANCE) ** 2), torch.full_like(fb, CHAINED_TRACK_WEIGHT))
-    weight = (visible + hidden_weight * (1 - visible))[None] * trust * (feats[..., 4] > ALPHA_THRESHOLD).float()
-    weight[0] = 0
-    return TrackTargets(index=index, position=position, weight=weight)
+    return TrackTargets(index=index, position=position, weight=track_weights(feats, hidden_weight))
 
 
 @dataclass
@@ -285,15 +277,13 @@ def track_error(points: Tensor, tracks: TrackTargets, frames: Tensor, crops: Ref
     positions ``points`` [F, P, 3] (model frame) in ``frames`` and their tracks (tensors on
     ``points``' device)."""
     camera = crops.camera
-    screen = project(points, camera.K[0], camera.world_to_camera[0], crops.render_size or crops.size)
-    return (screen - tracks.position[frames]).norm(dim=-1) * crops.size
+    return track_pixel_error(points, tracks.position[frames], camera.K[0], camera.world_to_camera[0],
+                             crops.render_size or crops.size, crops.size)
 
 
 def track_loss(points: Tensor, tracks: TrackTargets, frames: Tensor, crops: RefineTargets) -> Tensor:
     """Weighted smooth L1 of :func:`track_error`."""
-    error = track_error(points, tracks, frames, crops)
-    w = tracks.weight[frames]
-    return (w * F.smooth_l1_loss(error, torch.zeros_like(error), reduction="none")).sum() / w.sum().clamp(min=1.0)
+    return weighted_track_loss(track_error(points, tracks, frames, crops), tracks.weight[frames])
 
 
 def latent_terms(latent: Tensor, prior: Tensor) -> dict[str, Tensor]:
@@ -302,56 +292,6 @@ def latent_terms(latent: Tensor, prior: Tensor) -> dict[str, Tensor]:
     change = latent - prior
     temporal = (change[2:] - 2 * change[1:-1] + change[:-2]).pow(2).mean() if len(latent) >= 3 else change.sum() * 0
     return {"prior": change.pow(2).mean(), "temporal": temporal}
-
-
-class RootTransform:
-    """One rigid transform per frame of the whole asset, applied on top of the decoded motion.
-
-    Rotation ``q_t = normalize(1, r_t)`` about the canonical centre and shift ``s_t`` in
-    bounding-box diagonals; frame 0 is the identity. :func:`fit_rigid` sets it from the point
-    tracks alone, the asset keeping its canonical shape: one view then reads a turn out of the
-    image plane from the foreshortening of a known shape and a move in depth from its growth,
-    which the latent, fitted point by point, does not find. Refinement keeps it fixed (moving it
-    with the latent made it worse: Adam's first steps knock a fitted transform off) and fits the
-    latent, from the rest state, to what is left.
-    """
-
-    def __init__(self, frames: int, points: Tensor):
-        """The identity at every one of ``frames`` frames, about the centre of ``points`` [N, 3],
-        shifts in units of their bounding-box diagonal."""
-        points = points.detach()
-        self.rotation = torch.zeros(frames, 3, device=points.device, requires_grad=True)
-        self.shift = torch.zeros(frames, 3, device=points.device, requires_grad=True)
-        self.centre = points.mean(0)
-        self.scale = float((points.max(0).values - points.min(0).values).norm())
-
-    def parameters(self) -> list[Tensor]:
-        return [self.rotation, self.shift]
-
-    def quats(self, frames: Tensor) -> Tensor:
-        r = self.rotation[frames]
-        return F.normalize(torch.cat([torch.ones_like(r[..., :1]), r], -1), dim=-1)
-
-    def apply(self, points: Tensor, frames: Tensor) -> Tensor:
-        """Points [F, N, 3] of ``frames`` → moved points."""
-        R = quat_to_rotmat(self.quats(frames))
-        local = points - self.centre
-        return torch.einsum("fij,fnj->fni", R, local) + self.centre + self.scale * self.shift[frames][:, None]
-
-    def jerk(self) -> Tensor:
-        """Mean squared second difference of the parameters over frames (0 for fewer than 3)."""
-        both = torch.cat([self.rotation, self.shift], -1)
-        if len(both) < 3:
-            return both.sum() * 0
-        return (both[2:] - 2 * both[1:-1] + both[:-2]).pow(2).sum(-1).mean()
-
-    def move(self, canonical: Gaussians, deltas: Tensor, frames: Tensor) -> Tensor:
-        """Deltas [F, N, 14] of ``canonical`` in ``frames`` → the deltas of the moved Gaussians
-        (positions moved, rotations turned; colour, opacity and scale as they were)."""
-        positions = self.apply(canonical.means + deltas[..., :3], frames) - canonical.means
-        quats = canonical.rotations + deltas[..., 10:]
-        turned = quat_multiply(self.quats(frames)[:, None].expand_as(quats), quats) - canonical.rotations
-        return torch.cat([positions, deltas[..., 3:10], turned], -1)
 
 
 def smooth_over_frames(deltas: Tensor, sigma: float) -> Tensor:
@@ -378,33 +318,14 @@ def smooth_over_frames(deltas: Tensor, sigma: float) -> Tensor:
 
 
 def fit_rigid(root: RootTransform, canonical: Gaussians, tracks: TrackTargets, crops: RefineTargets,
-              iterations: int, smoothness: float = RefineSettings.w_rigid_smooth) -> dict:
-    """Fit ``root`` (in place) so the tracked canonical points, moved only by it, follow their tracks,
-    with ``smoothness`` × the squared second difference of its parameters over frames (without it
-    the transform shook: jitter 0.10 on a validation clip whose ground truth has 0.011).
-
-    Returns the weighted mean track error left (``residual_px``) beside the tracked motion
-    itself (``motion_px``), in crop pixels: a small ratio says the video shows one rigid
-    motion, which :class:`RootTransform` then carries (measured on 16 validation clips: 0.04–0.09
-    for the rigid turns with visible motion, 0.2–0.9 for the deforming ones; docs/models.md).
-    """
-    T = tracks.position.shape[0]
-    frames = torch.arange(1, T, device=tracks.position.device)
-    points = canonical.means[tracks.index].detach()[None].expand(T - 1, -1, -1)
-    optimizer = torch.optim.Adam(root.parameters(), lr=0.02)
-    for _ in range(iterations):
-        loss = track_loss(root.apply(points, frames), tracks, frames, crops) + smoothness * root.jerk()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for p in root.parameters():
-            p.grad[0] = 0  # frame 0 is the rest state
-        optimizer.step()
-    with torch.no_grad():
-        w = tracks.weight[1:]
-        total = w.sum().clamp(min=1e-9)
-        residual = (track_error(root.apply(points, frames), tracks, frames, crops) * w).sum() / total
-        motion = ((tracks.position[1:] - tracks.position[:1]).norm(dim=-1) * crops.size * w).sum() / total
-    return {"residual_px": float(residual), "motion_px": float(motion)}
+              iterations: int, smoothness: float = RIGID_SMOOTHNESS) -> dict:
+    """Fit ``root`` (in place) so the tracked canonical points, moved only by it, follow their
+    tracks (:func:`gvf_core.models.rigid_motion.fit_rigid_motion`); returns the residual and the
+    tracked motion in crop pixels."""
+    camera = crops.camera
+    return fit_rigid_motion(root, canonical.means[tracks.index], tracks.position, tracks.weight, camera.K[0],
+                            camera.world_to_camera[0], crops.render_size or crops.size, crops.size, iterations,
+                            smoothness)
 
 
 def _fit_tracks(vae, canonical: Gaussians, anchors: Tensor, latent: Tensor, prior: Tensor, tracks: TrackTargets,

@@ -39,7 +39,7 @@ from gvf_core.training.common import autocast_for, optimize, resume_checkpoint, 
 
 CACHE_FORMAT = "1"
 TRACKS_FORMAT = "1"
-LIFT_FORMAT = "1"
+LIFT_FORMAT = "2"  # 2: the rigid transform where it explains the tracks
 
 
 @dataclass(frozen=True)
@@ -191,20 +191,36 @@ def check_latents_vae(data_dir, split: str, vae) -> None:
                          "pass the VAE they were encoded with (--vae), or encode again with this one")
 
 
-def add_lift(data_dir, split: str, cache: dict[str, Tensor], vae, progress=None) -> dict[str, Tensor]:
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _clip_lift(points: Tensor, surface: Tensor, pixels: Tensor, K: Tensor, w2c: Tensor) -> Tensor:
+    """One clip's lifted displacement [T, P, 3] (a worker's job in :func:`add_lift`)."""
+    from gvf_core.models.track_lift import lift_motion
+    from gvf_core.models.video_tracks import clip_tracks
+
+    tracks = clip_tracks(points, surface, pixels.float() / 255.0, K, w2c)
+    return lift_motion(points, tracks, K, w2c, int(pixels.shape[-1])).displacement
+
+
+def add_lift(data_dir, split: str, cache: dict[str, Tensor], vae, progress=None, workers: int | None = None
+             ) -> dict[str, Tensor]:
     """``cache`` with ``"lift"`` [N, T, L, C]: each clip's lifted latent
-    (:func:`gvf_core.models.track_lift.lifted_latent`: the VAE's rest points tracked through the
-    cached crops and lifted at their frame-0 depth, then encoded by ``vae``), exactly as the
-    pipeline computes it. Kept in ``DIR/latents/dit-lift-{split}-{size}.safetensors`` and
-    recomputed when the crops, anchors, surfaces, cameras or the VAE change (about 1 s per clip
-    on one core)."""
+    (:func:`gvf_core.models.track_lift.lift_motion`: the VAE's rest points tracked through the
+    cached crops and lifted, then encoded by ``vae``), exactly as the pipeline computes it. Kept in
+    ``DIR/latents/dit-lift-{split}-{size}.safetensors`` and recomputed when the crops, anchors,
+    surfaces, cameras or the VAE change. About 1.5 s per clip on one core, most of it the rigid
+    fit; ``workers`` processes (default: one per core) share the clips."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     from gvf_core.data.shards import Manifest, ShardReader
     from gvf_core.models.track_lift import lifted_latent
     from gvf_core.models.vae_inputs import rest_points_of
-    from gvf_core.models.video_tracks import clip_tracks
 
     size = int(cache["pixels"].shape[-1])
     path = Path(data_dir) / "latents" / f"dit-lift-{split}-{size}.safetensors"
@@ -219,21 +235,34 @@ def add_lift(data_dir, split: str, cache: dict[str, Tensor], vae, progress=None)
     if next(vae.parameters()).device.type != "cpu":
         vae = copy.deepcopy(vae).cpu()
     vae = vae.eval()
-    rows, n = [], len(cache["seed"])
+    n = len(cache["seed"])
+    points = []
     for info in Manifest.load(Path(data_dir)).shards_of(split):
         with ShardReader(Path(data_dir) / info.file) as reader:
             for j in range(len(reader)):
                 arrays, meta = reader[j]
-                i = len(rows)
+                i = len(points)
                 if int(meta["seed"]) != int(cache["seed"][i]):
                     raise ValueError(f"{data_dir}: sample {i} of the {split} cache is seed {int(cache['seed'][i])} but the "
                                      f"shards hold {meta['seed']}; delete {path.parent}/dit-cache-{split}-*.safetensors")
-                points = rest_points_of(arrays, vae.config.num_points)
-                K, w2c = cache["K"][i].float(), cache["w2c"][i].float()
-                tracks = clip_tracks(points, cache["canonical"][i, :, :3].float(), cache["pixels"][i].float() / 255.0, K, w2c)
-                rows.append(lifted_latent(vae, points, cache["anchors"][i].float(), tracks, K, w2c, size))
-                if progress is not None:
-                    progress(len(rows), n)
+                points.append(rest_points_of(arrays, vae.config.num_points))
+    jobs = ((points[i], cache["canonical"][i, :, :3].float(), cache["pixels"][i], cache["K"][i].float(),
+             cache["w2c"][i].float()) for i in range(n))
+    workers = min(workers or os.cpu_count() or 1, n)
+    rows = []
+
+    def encode(i: int, displacement: Tensor) -> None:
+        rows.append(lifted_latent(vae, points[i], cache["anchors"][i].float(), displacement))
+        if progress is not None:
+            progress(len(rows), n)
+
+    if workers <= 1 or n < 32:  # a pool's start-up costs more than a few clips
+        for i, job in enumerate(jobs):
+            encode(i, _clip_lift(*job))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
+            for i, displacement in enumerate(pool.map(_clip_lift, *zip(*jobs), chunksize=4)):
+                encode(i, displacement)
     lift = torch.stack(rows).contiguous()
     tmp = path.with_name(path.name + ".tmp")
     save_file({"lift": lift}, str(tmp), metadata={"tag": tag})
