@@ -97,12 +97,34 @@ def test_lift_dit_trains_evaluates_and_caches_its_lift(tmp_path, capsys):
     assert main([*args[:7], str(tmp_path / "again"), *args[8:]]) == 0  # a second run reuses the cached lift
     assert lift_cache.stat().st_mtime_ns == stamp
 
+    # the cached lift is the pipeline's lift of the same clip (both track the crops in 8 bits)
+    from safetensors.torch import load_file
+
+    from gvf_core.data.shards import ShardReader
+    from gvf_core.eval.animate import _clip_inputs
+    from gvf_core.pipeline.core import video_lift
+
+    models = load_models(SHIPPED_MODEL, device="cpu")
+    cached = load_file(str(lift_cache))["lift"]
+    with ShardReader(data / Manifest.load(data).shards_of("train")[0].file) as reader:
+        for i in range(2):
+            bound, _, rest_points, video, w2c = _clip_inputs(*reader[i], models)
+            piped = video_lift(models, bound.canonical, rest_points, video, w2c)
+            assert (cached[i].float() - piped).norm() < 1e-3 * (piped - piped[:1]).norm()
+
     other = tmp_path / "other_vae.safetensors"
     torch.manual_seed(0)
     save_vae(GVFVAE(VAE_PRESETS["tiny"]), other)
     capsys.readouterr()
     assert main([*args[:7], str(tmp_path / "wrong"), *args[8:], "--vae", str(other)]) == 2
     assert "encoded by another VAE" in capsys.readouterr().err
+    # encoding again with that VAE makes its lift the right one: the cache is made anew
+    assert main(["data", "encode", "--data", str(data), "--model", str(other), "--splits", "train", "--device", "cpu"]) == 0
+    assert main([*args[:7], str(tmp_path / "other"), *args[8:], "--vae", str(other)]) == 0
+    assert lift_cache.stat().st_mtime_ns != stamp
+    assert not torch.equal(load_file(str(lift_cache))["lift"], cached)
+    assert main(["data", "encode", "--data", str(data), "--splits", "train", "--device", "cpu"]) == 0  # back
+    capsys.readouterr()
 
     shutil.copy(SHIPPED_MODEL / "vae.safetensors", out / "vae.safetensors")
     assert main(["eval", "animate", "--model", str(out), "--data", str(data), "--json", "--no-images", "--device", "cpu"]) == 0

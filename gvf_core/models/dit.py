@@ -366,11 +366,14 @@ class GVFDiT(nn.Module):
         the lifted latent [B, T, L, C] of the conditions."""
         if self.config.base == "rest":
             return cond.rest_latent
-        if cond.base_latent is None or cond.base_latent.shape[0] != cond.rest_latent.shape[0]:
-            got = None if cond.base_latent is None else tuple(cond.base_latent.shape)
-            raise ValueError(f"this DiT denoises from the lifted latent of the point tracks [B, T, L, C]; got {got} "
+        rest = cond.rest_latent
+        base = cond.base_latent
+        if base is None or base.dim() != 4 or base.shape[0] != rest.shape[0] or base.shape[2:] != rest.shape[1:]:
+            got = None if base is None else tuple(base.shape)
+            raise ValueError(f"this DiT denoises from the lifted latent of the point tracks [B, T, L, C] with B, L, C "
+                             f"of the rest latent {tuple(rest.shape)}; got {got} "
                              "(compute it with gvf_core.models.track_lift.lifted_latent)")
-        return cond.base_latent
+        return base
 
     def to_latent(self, residual: Tensor, base: Tensor) -> Tensor:
         """Normalised residual [B, T, L, C] → VAE latent (``base`` [B, L, C] or [B, T, L, C] added)."""

@@ -31,8 +31,16 @@ RIGID_RESIDUAL = 0.15
 
 
 class RootTransform:
-    """Rotation ``q_t = normalize(1, r_t)`` about the centre of the rest points and shift ``s_t`` in
-    bounding-box diagonals, per frame; frame 0 is the identity."""
+    """One rigid transform per frame of the whole asset: rotation ``q_t = normalize(1, r_t)`` about
+    the centre of the rest points and shift ``s_t`` in bounding-box diagonals; frame 0 is the identity.
+
+    :func:`fit_rigid_motion` sets it from point tracks alone, the asset keeping its rest shape: one
+    view then reads a turn out of the image plane from the foreshortening of a known shape and a
+    move in depth from its growth, which a fit point by point does not find. Refinement keeps it
+    fixed once fitted (moving it with the latent made it worse: Adam's first steps knock a fitted
+    transform off) and fits the latent, from the rest state, to what is left; the lift
+    (:mod:`gvf_core.models.track_lift`) takes it as the motion when it explains the tracks.
+    """
 
     def __init__(self, frames: int, points: Tensor):
         """The identity at every one of ``frames`` frames, about the centre of ``points`` [N, 3],

@@ -106,7 +106,9 @@ def anchor_tracks(pixels: Tensor, screen: Tensor, visible: Tensor, upsample: int
     """
     import cv2
 
-    pixels = pixels.detach().cpu()
+    # the crops in 8 bits, as the training cache keeps them: the flow is sensitive to a grey level
+    # (a tenth of the lifted motion on 64² crops), so the pipeline tracks exactly what training did
+    pixels = torch.floor(pixels.detach().cpu().float().clamp(0, 1) * 255 + 0.5) / 255
     T, S = pixels.shape[0], pixels.shape[-1]
     L = screen.shape[0]
     grey = _grey(pixels, upsample)

@@ -52,7 +52,7 @@ from gvf_core.models.vae import apply_deltas
 from gvf_core.models.vae_inputs import anchor_indices
 from gvf_core.models.video_inputs import ALPHA_THRESHOLD, VideoInputError, crop_intrinsics, prepare_video, project
 from gvf_core.models.rigid_motion import (RIGID_ITERATIONS, RIGID_RESIDUAL, RIGID_SMOOTHNESS, RootTransform,
-                                          fit_rigid_motion, track_pixel_error, weighted_track_loss)
+                                          explains, fit_rigid_motion, track_pixel_error, weighted_track_loss)
 from gvf_core.models.video_tracks import (DISPLACEMENT_SCALE, anchor_tracks, anchor_visibility,
                                           track_weights, visibility_surface)
 from gvf_core.pipeline.core import Models, Motion, Progress, decode_motion, model_anchors
@@ -422,7 +422,7 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
         candidate = RootTransform(T, canonical.means)
         with torch.enable_grad():
             rigid = fit_rigid(candidate, canonical, tracks, crops, settings.rigid_iterations, settings.w_rigid_smooth)
-        rigid["used"] = settings.root == "on" or rigid["residual_px"] < settings.rigid_residual * rigid["motion_px"]
+        rigid["used"] = settings.root == "on" or explains(rigid, settings.rigid_residual)
         if rigid["used"]:
             root = candidate
             for p in root.parameters():

@@ -101,7 +101,7 @@ def build_cache(data_dir, split: str, video_size: int, progress=None) -> dict[st
     if missing:
         raise FileNotFoundError(f"{len(missing)} latent files missing (e.g. {missing[0]}); run `gvf data encode --data {data_dir}` first")
     tag = json.dumps({"format": CACHE_FORMAT, "size": video_size,
-                      "latents": [[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in latent_files]})
+                      "latents": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in latent_files]})
     cache_path = data_dir / "latents" / f"dit-cache-{split}-{video_size}.safetensors"
     if cache_path.exists():
         with safe_open(str(cache_path), framework="pt") as f:
@@ -182,6 +182,9 @@ def check_latents_vae(data_dir, split: str, vae) -> None:
     from gvf_core.data.shards import Manifest
 
     shards = Manifest.load(Path(data_dir)).shards_of(split)
+    if not shards:
+        raise ValueError(f"{data_dir}: no {split} shards to check the VAE against; make and encode the data set first "
+                         "(gvf data make, gvf data encode)")
     with safe_open(str(Path(data_dir) / "latents" / shards[0].file), framework="pt") as f:
         meta = f.metadata() or {}
     # latents encoded before the fingerprint was recorded can only be checked by config
@@ -192,14 +195,19 @@ def check_latents_vae(data_dir, split: str, vae) -> None:
 
 
 def _one_thread() -> None:
+    import cv2
+
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
 
 
-def _clip_lift(points: Tensor, surface: Tensor, pixels: Tensor, K: Tensor, w2c: Tensor) -> Tensor:
-    """One clip's lifted displacement [T, P, 3] (a worker's job in :func:`add_lift`)."""
+def _clip_lift(points, surface, pixels, K, w2c) -> Tensor:
+    """One clip's lifted displacement [T, P, 3] (a worker's job in :func:`add_lift`; numpy arrays in,
+    so a worker receives copies of its clip rather than the whole shared cache)."""
     from gvf_core.models.track_lift import lift_motion
     from gvf_core.models.video_tracks import clip_tracks
 
+    points, surface, pixels, K, w2c = (torch.as_tensor(a) for a in (points, surface, pixels, K, w2c))
     tracks = clip_tracks(points, surface, pixels.float() / 255.0, K, w2c)
     return lift_motion(points, tracks, K, w2c, int(pixels.shape[-1])).displacement
 
@@ -211,7 +219,12 @@ def add_lift(data_dir, split: str, cache: dict[str, Tensor], vae, progress=None,
     cached crops and lifted, then encoded by ``vae``), exactly as the pipeline computes it. Kept in
     ``DIR/latents/dit-lift-{split}-{size}.safetensors`` and recomputed when the crops, anchors,
     surfaces, cameras or the VAE change. About 1.5 s per clip on one core, most of it the rigid
-    fit; ``workers`` processes (default: one per core) share the clips."""
+    fit; ``workers`` processes (default: one per core) share the clips.
+
+    The lift is made once over each clip's full length and training cuts the first T frames of
+    it, so the rigid-or-plane choice of a training clip sees all its frames, where the pipeline
+    sees only the frames it animates; the two agree whenever the choice does not flip on the
+    frames left out."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -227,11 +240,11 @@ def add_lift(data_dir, split: str, cache: dict[str, Tensor], vae, progress=None,
     inputs = {k: _checksum(cache[k]) for k in ("pixels", "anchors", "canonical", "K", "w2c")}
     tag = json.dumps({"format": LIFT_FORMAT, "seeds": cache["seed"].tolist(), "inputs": inputs,
                       "vae": fingerprint(vae)})
+    check_latents_vae(data_dir, split, vae)  # before the cache: a lift made with the wrong VAE is no use either
     if path.exists():
         with safe_open(str(path), framework="pt") as f:
             if (f.metadata() or {}).get("tag") == tag:
                 return {**cache, "lift": load_file(str(path))["lift"]}
-    check_latents_vae(data_dir, split, vae)
     if next(vae.parameters()).device.type != "cpu":
         vae = copy.deepcopy(vae).cpu()
     vae = vae.eval()
@@ -245,9 +258,16 @@ def add_lift(data_dir, split: str, cache: dict[str, Tensor], vae, progress=None,
                 if int(meta["seed"]) != int(cache["seed"][i]):
                     raise ValueError(f"{data_dir}: sample {i} of the {split} cache is seed {int(cache['seed'][i])} but the "
                                      f"shards hold {meta['seed']}; delete {path.parent}/dit-cache-{split}-*.safetensors")
+                if i >= n:
+                    raise ValueError(f"{data_dir}: the {split} shards hold more samples than its cache ({n}); "
+                                     f"delete {path.parent}/dit-cache-{split}-*.safetensors")
                 points.append(rest_points_of(arrays, vae.config.num_points))
-    jobs = ((points[i], cache["canonical"][i, :, :3].float(), cache["pixels"][i], cache["K"][i].float(),
-             cache["w2c"][i].float()) for i in range(n))
+    if len(points) != n:
+        raise ValueError(f"{data_dir}: the {split} shards hold {len(points)} samples but its cache {n}; "
+                         f"delete {path.parent}/dit-cache-{split}-*.safetensors")
+    jobs = ((points[i].numpy().copy(), cache["canonical"][i, :, :3].float().numpy().copy(),
+             cache["pixels"][i].numpy().copy(), cache["K"][i].float().numpy().copy(),
+             cache["w2c"][i].float().numpy().copy()) for i in range(n))
     workers = min(workers or os.cpu_count() or 1, n)
     rows = []
 
