@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
                                        guidance=args.guidance, sweep=args.sweep_steps, device=_device(args.device),
                                        render_every=0 if args.no_images else 4, refine=args.refine, skip=args.skip, split=args.split,
                                        per_clip=args.per_clip,
-                                       progress=_progress_bar("eval animate", enabled=not args.json))
+                                       progress=_progress_bar("eval animate"))  # on stderr: --json output stays clean
             _print_figures(figures, args.json)
         elif args.command == "bench" and args.bench == "blender":
             _print_figures(_bench_blender(args), args.json)
@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
             model = load_vae(args.model or _shipped("vae"), device)
             _ensure_split(args.data, "val")
             figures = evaluate_vae(model, args.data, "val", limit=args.limit, device=device,
-                                   progress=_progress_bar("eval vae", enabled=not args.json))
+                                   progress=_progress_bar("eval vae"))
             _print_figures(figures, args.json)
         elif args.command == "bench" and args.bench == "data":
             from gvf_core.bench.data import run

@@ -2,6 +2,7 @@
 from the full validation set; here the plumbing and the figure set are checked)."""
 
 import json
+import math
 import shutil
 
 from gvf_core.cli import main
@@ -76,8 +77,9 @@ def test_encode_train_eval(tmp_path, capsys):
 
 
 def test_lift_dit_trains_evaluates_and_caches_its_lift(tmp_path, capsys):
-    """tiny-lift from the shipped DiT: the lifted latents are cached once, refused for another VAE,
-    and the evaluation reports the lift alone beside the model."""
+    """tiny-lift from the shipped (tiny-lift) DiT: the lifted latents are cached once, refused for
+    another VAE, and the evaluation reports the lift alone beside the model. (Starting from a
+    tiny-tracks DiT, whose base input is new, is tested in test_track_lift.)"""
     import torch
 
     from gvf_core.models.vae import VAE_PRESETS, GVFVAE, save_vae
@@ -93,7 +95,7 @@ def test_lift_dit_trains_evaluates_and_caches_its_lift(tmp_path, capsys):
     lift_cache = data / "latents" / "dit-lift-train-64.safetensors"
     stamp = lift_cache.stat().st_mtime_ns
     stats = json.loads((out / "statistics.json").read_text())
-    assert stats["init"]["new"] == ["base_in.bias", "base_in.weight"]
+    assert stats["init"]["new"] == [] and stats["init"]["loaded"] > 0  # the shipped DiT has every tensor
     assert main([*args[:7], str(tmp_path / "again"), *args[8:]]) == 0  # a second run reuses the cached lift
     assert lift_cache.stat().st_mtime_ns == stamp
 
@@ -102,7 +104,7 @@ def test_lift_dit_trains_evaluates_and_caches_its_lift(tmp_path, capsys):
 
     from gvf_core.data.shards import ShardReader
     from gvf_core.eval.animate import _clip_inputs
-    from gvf_core.pipeline.core import video_lift
+    from gvf_core.pipeline.core import generate_motion, video_lift
 
     models = load_models(SHIPPED_MODEL, device="cpu")
     cached = load_file(str(lift_cache))["lift"]
@@ -111,6 +113,12 @@ def test_lift_dit_trains_evaluates_and_caches_its_lift(tmp_path, capsys):
             bound, _, rest_points, video, w2c = _clip_inputs(*reader[i], models)
             piped = video_lift(models, bound.canonical, rest_points, video, w2c)
             assert (cached[i].float() - piped).norm() < 1e-3 * (piped - piped[:1]).norm()
+            # generation keeps the lift it denoised from; a given latent is only decoded
+            motion = generate_motion(models, bound, rest_points, video, w2c, seed=0)
+            assert (motion.lift - piped).norm() < 1e-3 * (piped - piped[:1]).norm()
+            decoded = generate_motion(models, bound, rest_points, video, w2c, latent=motion.latent)
+            assert "tracks" not in decoded.timings and math.isnan(decoded.magnitude) and decoded.lift is None
+            assert torch.allclose(decoded.vertices, motion.vertices, atol=1e-5)
 
     other = tmp_path / "other_vae.safetensors"
     torch.manual_seed(0)

@@ -187,9 +187,9 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
         truth_v = torch.as_tensor(arrays["vertices"]).float()
         T = truth_v.shape[0]
         diag = float((rest.max(0).values - rest.min(0).values).norm())
+        lift = motion.lift if motion.lift is not None else video_lift(models, bound.canonical, rest_points, video, w2c)
         results = {"model": motion, "static": None,
-                   "lift": generate_motion(models, bound, rest_points, video, w2c, sampler,
-                                           latent=video_lift(models, bound.canonical, rest_points, video, w2c))}
+                   "lift": generate_motion(models, bound, rest_points, video, w2c, sampler, latent=lift)}
         if refine_config is not None:
             t0 = time.perf_counter()
             targets = refine_targets(arrays["video"], arrays["camera_K"], w2c, refine_config.resolution)

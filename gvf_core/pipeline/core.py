@@ -84,9 +84,10 @@ class Motion:
     deltas: Tensor  # [T, N, 14]
     gaussians: Gaussians  # [T, N]
     vertices: Tensor  # [T, V, 3]
-    magnitude: float  # motion magnitude the DiT was conditioned on
-    predicted_magnitude: float  # what the DiT read from the video
+    magnitude: float  # motion magnitude the DiT was conditioned on (NaN: a given latent, decoded)
+    predicted_magnitude: float  # what the DiT read from the video (NaN: a given latent, decoded)
     timings: dict = field(default_factory=dict)
+    lift: Tensor | None = None  # [T, L, C] the lifted latent the DiT denoised from (base="lift"), else None
 
 
 def _clock(timings: dict, stage: str, start: float) -> float:
@@ -121,7 +122,8 @@ def generate_motion(
 
     ``world_to_camera`` [4, 4]: the video's camera in the model frame; ``video.K`` its crop
     intrinsics. ``magnitude`` (absolute) overrides the magnitude read from the video;
-    ``strength`` multiplies either. ``latent`` [T, L, C] skips sampling (VAE ceiling).
+    ``strength`` multiplies either. ``latent`` [T, L, C] only decodes that latent (the
+    evaluation's VAE ceiling and lift rows): no tracks, conditions or sampling, magnitudes NaN.
     """
     if strength <= 0:
         raise ValueError(f"strength must be > 0 (1 = the motion the video shows), got {strength}")
@@ -132,6 +134,10 @@ def generate_motion(
     canonical = bound.canonical.to(device)
     L, C = dit.config.num_latents, dit.config.latent_channels
     anchors = model_anchors(models, canonical)
+    if latent is not None:
+        deltas, gaussians, vertices = decode_motion(models, bound, latent, anchors, solver=solver, progress=progress,
+                                                    cancel=cancel, timings=timings)
+        return Motion(latent.cpu(), deltas, gaussians, vertices, float("nan"), float("nan"), timings)
     z0 = rest_latent(vae, rest_points.to(device), anchors)
     tokens = anchor_indices(canonical.means, min(dit.config.canonical_tokens, canonical.num)).to(device)
     tracks = point_tracks = None
@@ -167,26 +173,26 @@ def generate_motion(
     t0 = _clock(timings, "conditions", t0)
     T = video.pixels.shape[0]
 
-    if latent is None:
-        def denoise(x, t, drop_video, drop_canonical):
-            n = x.shape[0]
-            batched = ctx if n == 1 else _repeat_context(ctx, n)
-            return dit(x, t, batched, drop_video, drop_canonical)
+    def denoise(x, t, drop_video, drop_canonical):
+        n = x.shape[0]
+        batched = ctx if n == 1 else _repeat_context(ctx, n)
+        return dit(x, t, batched, drop_video, drop_canonical)
 
-        def constrain(x):
-            x = x.clone()
-            x[:, 0] = 0
-            return x
+    def constrain(x):
+        x = x.clone()
+        x[:, 0] = 0
+        return x
 
-        step_progress = None if progress is None else (lambda i, n: progress("diffusion", i, n))
-        residual = sample(denoise, (1, T, L, C), sampler, seed=seed, device=device, constrain=constrain,
-                          progress=step_progress, cancel=cancel)
-        latent = dit.to_latent(residual, dit.base_of(cond))[0]
+    step_progress = None if progress is None else (lambda i, n: progress("diffusion", i, n))
+    residual = sample(denoise, (1, T, L, C), sampler, seed=seed, device=device, constrain=constrain,
+                      progress=step_progress, cancel=cancel)
+    latent = dit.to_latent(residual, dit.base_of(cond))[0]
     t0 = _clock(timings, "diffusion", t0)
 
     deltas, gaussians, vertices = decode_motion(models, bound, latent, anchors, solver=solver, progress=progress,
                                                 cancel=cancel, timings=timings)
-    return Motion(latent.cpu(), deltas, gaussians, vertices, target, predicted, timings)
+    lift_latent = cond.base_latent[0].cpu() if lift else None
+    return Motion(latent.cpu(), deltas, gaussians, vertices, target, predicted, timings, lift_latent)
 
 
 @torch.no_grad()

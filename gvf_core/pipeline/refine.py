@@ -498,7 +498,7 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
     gaussians = apply_deltas(bound.canonical.to("cpu"), deltas)
     seconds = time.perf_counter() - start
     refined = Motion(latent.cpu(), deltas, gaussians, vertices, motion.magnitude, motion.predicted_magnitude,
-                     {**motion.timings, "refine": motion.timings.get("refine", 0.0) + seconds})
+                     {**motion.timings, "refine": motion.timings.get("refine", 0.0) + seconds}, motion.lift)
     report = {"iterations": settings.iterations, "track_iterations": len(track_history), "seconds": seconds,
               "cancelled": False, "settings": asdict(settings)}
     if history:

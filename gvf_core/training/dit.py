@@ -129,7 +129,8 @@ def build_cache(data_dir, split: str, video_size: int, progress=None) -> dict[st
                 if progress is not None:
                     progress(done, total)
     cache = {k: torch.stack(v).contiguous() for k, v in rows.items()}
-    tmp = cache_path.with_name(cache_path.name + ".tmp")
+    # one temporary file per process: processes sharing DIR (eval parts, DDP ranks) never write the same one
+    tmp = cache_path.with_name(f"{cache_path.name}.{os.getpid()}.tmp")
     save_file(cache, str(tmp), metadata={"tag": tag})
     os.replace(tmp, cache_path)
     return cache
@@ -168,7 +169,7 @@ def add_tracks(data_dir, split: str, cache: dict[str, Tensor], progress=None) ->
         if progress is not None:
             progress(i + 1, n)
     tracks = torch.stack(rows).contiguous()
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     save_file({"tracks": tracks}, str(tmp), metadata={"tag": tag})
     os.replace(tmp, path)
     return {**cache, "tracks": tracks}
@@ -284,7 +285,7 @@ def add_lift(data_dir, split: str, cache: dict[str, Tensor], vae, progress=None,
             for i, displacement in enumerate(pool.map(_clip_lift, *zip(*jobs), chunksize=4)):
                 encode(i, displacement)
     lift = torch.stack(rows).contiguous()
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     save_file({"lift": lift}, str(tmp), metadata={"tag": tag})
     os.replace(tmp, path)
     return {**cache, "lift": lift}
