@@ -31,15 +31,19 @@ from gvf_core.models.sampler_config import DEFAULT_SAMPLER
 
 
 def _progress_bar(desc: str, enabled: bool = True):
+    import time
+
     from tqdm import tqdm
 
     bar = {"bar": None}
+    started = time.time()  # the bar appears at the first report; its clock starts with the job
 
     def update(done: int, total: int) -> None:
         if not enabled:
             return
         if bar["bar"] is None:
             bar["bar"] = tqdm(total=total, desc=desc, file=sys.stderr)
+            bar["bar"].start_t = bar["bar"].last_print_t = started
         bar["bar"].n = done
         bar["bar"].refresh()
         if done >= total:
