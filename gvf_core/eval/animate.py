@@ -41,7 +41,7 @@ from gvf_core.models.sampler import SamplerConfig
 from gvf_core.models.sampler_config import DEFAULT_SAMPLER
 from gvf_core.models.vae_inputs import rest_points_of
 from gvf_core.models.video_inputs import prepare_video
-from gvf_core.pipeline.core import Models, generate_motion, load_models, video_lift
+from gvf_core.pipeline.core import Models, decode_latent, generate_motion, load_models, video_lift
 from gvf_core.pipeline.refine import refine_motion, refine_settings, refine_targets
 from gvf_core.render import rasterize
 
@@ -189,7 +189,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
         diag = float((rest.max(0).values - rest.min(0).values).norm())
         lift = motion.lift if motion.lift is not None else video_lift(models, bound.canonical, rest_points, video, w2c)
         results = {"model": motion, "static": None,
-                   "lift": generate_motion(models, bound, rest_points, video, w2c, sampler, latent=lift)}
+                   "lift": decode_latent(models, bound, lift)}
         if refine_config is not None:
             t0 = time.perf_counter()
             targets = refine_targets(arrays["video"], arrays["camera_K"], w2c, refine_config.resolution)
@@ -197,7 +197,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
             results["refined"] = outcome.motion
             refine_seconds.append(time.perf_counter() - t0)
         if stored is not None:
-            results["ceiling"] = generate_motion(models, bound, rest_points, video, w2c, sampler, latent=stored)
+            results["ceiling"] = decode_latent(models, bound, stored)
         truth_g = bound.gaussians_at(truth_v)
         cams = _views(arrays, meta)
         size_in = arrays["video"].shape[1]

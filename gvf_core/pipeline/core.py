@@ -84,8 +84,8 @@ class Motion:
     deltas: Tensor  # [T, N, 14]
     gaussians: Gaussians  # [T, N]
     vertices: Tensor  # [T, V, 3]
-    magnitude: float  # motion magnitude the DiT was conditioned on (NaN: a given latent, decoded)
-    predicted_magnitude: float  # what the DiT read from the video (NaN: a given latent, decoded)
+    magnitude: float  # motion magnitude the DiT was conditioned on (NaN: decode_latent)
+    predicted_magnitude: float  # what the DiT read from the video (NaN: decode_latent)
     timings: dict = field(default_factory=dict)
     lift: Tensor | None = None  # [T, L, C] the lifted latent the DiT denoised from (base="lift"), else None
 
@@ -116,14 +116,12 @@ def generate_motion(
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
     solver: VertexSolver | None = None,
-    latent: Tensor | None = None,
 ) -> Motion:
     """Sample the motion that ``video`` shows for ``bound`` (model frame, rest = frame 0).
 
     ``world_to_camera`` [4, 4]: the video's camera in the model frame; ``video.K`` its crop
     intrinsics. ``magnitude`` (absolute) overrides the magnitude read from the video;
-    ``strength`` multiplies either. ``latent`` [T, L, C] only decodes that latent (the
-    evaluation's VAE ceiling and lift rows): no tracks, conditions or sampling, magnitudes NaN.
+    ``strength`` multiplies either.
     """
     if strength <= 0:
         raise ValueError(f"strength must be > 0 (1 = the motion the video shows), got {strength}")
@@ -134,10 +132,6 @@ def generate_motion(
     canonical = bound.canonical.to(device)
     L, C = dit.config.num_latents, dit.config.latent_channels
     anchors = model_anchors(models, canonical)
-    if latent is not None:
-        deltas, gaussians, vertices = decode_motion(models, bound, latent, anchors, solver=solver, progress=progress,
-                                                    cancel=cancel, timings=timings)
-        return Motion(latent.cpu(), deltas, gaussians, vertices, float("nan"), float("nan"), timings)
     z0 = rest_latent(vae, rest_points.to(device), anchors)
     tokens = anchor_indices(canonical.means, min(dit.config.canonical_tokens, canonical.num)).to(device)
     tracks = point_tracks = None
@@ -193,6 +187,16 @@ def generate_motion(
                                                 cancel=cancel, timings=timings)
     lift_latent = cond.base_latent[0].cpu() if lift else None
     return Motion(latent.cpu(), deltas, gaussians, vertices, target, predicted, timings, lift_latent)
+
+
+@torch.no_grad()
+def decode_latent(models: Models, bound: BoundGaussians, latent: Tensor, solver: VertexSolver | None = None) -> Motion:
+    """The motion of a given latent [T, L, C] (the evaluation's VAE ceiling and lift rows):
+    decoded only, no tracks, conditions or sampling; its magnitudes are NaN."""
+    timings: dict = {}
+    anchors = model_anchors(models, bound.canonical.to(models.device))
+    deltas, gaussians, vertices = decode_motion(models, bound, latent, anchors, solver=solver, timings=timings)
+    return Motion(latent.cpu(), deltas, gaussians, vertices, float("nan"), float("nan"), timings)
 
 
 @torch.no_grad()

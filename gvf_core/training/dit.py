@@ -80,6 +80,16 @@ class DiTTrainConfig:
 
 
 # ------------------------------------------------------------------------- data cache
+def _save_cache(tensors: dict[str, Tensor], path: Path, tag: str) -> None:
+    """Write a cache file whole or not at all, its ``tag`` in the metadata. One temporary file per
+    process: processes sharing DIR (evaluation parts, DDP ranks) never write the same one."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    save_file(tensors, str(tmp), metadata={"tag": tag})
+    os.replace(tmp, path)
+
+
 def build_cache(data_dir, split: str, video_size: int, progress=None) -> dict[str, Tensor]:
     """Gather latents, anchors, canonical features and prepared videos of one split.
 
@@ -87,7 +97,7 @@ def build_cache(data_dir, split: str, video_size: int, progress=None) -> dict[st
     latents do not change.
     """
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from gvf_core.data.shards import Manifest, ShardReader
 
@@ -129,10 +139,7 @@ def build_cache(data_dir, split: str, video_size: int, progress=None) -> dict[st
                 if progress is not None:
                     progress(done, total)
     cache = {k: torch.stack(v).contiguous() for k, v in rows.items()}
-    # one temporary file per process: processes sharing DIR (eval parts, DDP ranks) never write the same one
-    tmp = cache_path.with_name(f"{cache_path.name}.{os.getpid()}.tmp")
-    save_file(cache, str(tmp), metadata={"tag": tag})
-    os.replace(tmp, cache_path)
+    _save_cache(cache, cache_path, tag)
     return cache
 
 
@@ -148,7 +155,7 @@ def add_tracks(data_dir, split: str, cache: dict[str, Tensor], progress=None) ->
     pipeline computes them). Kept in ``DIR/latents/dit-tracks-{split}-{size}.safetensors``
     beside the cache and recomputed when its inputs change (0.4 s per clip on one core)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from gvf_core.models.video_tracks import clip_tracks
 
@@ -169,9 +176,7 @@ def add_tracks(data_dir, split: str, cache: dict[str, Tensor], progress=None) ->
         if progress is not None:
             progress(i + 1, n)
     tracks = torch.stack(rows).contiguous()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    save_file({"tracks": tracks}, str(tmp), metadata={"tag": tag})
-    os.replace(tmp, path)
+    _save_cache({"tracks": tracks}, path, tag)
     return {**cache, "tracks": tracks}
 
 
@@ -230,7 +235,7 @@ def add_lift(data_dir, split: str, cache: dict[str, Tensor], vae, progress=None,
     from multiprocessing import get_context
 
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from gvf_core.data.shards import Manifest, ShardReader
     from gvf_core.models.track_lift import lifted_latent
@@ -285,9 +290,7 @@ def add_lift(data_dir, split: str, cache: dict[str, Tensor], vae, progress=None,
             for i, displacement in enumerate(pool.map(_clip_lift, *zip(*jobs), chunksize=4)):
                 encode(i, displacement)
     lift = torch.stack(rows).contiguous()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    save_file({"lift": lift}, str(tmp), metadata={"tag": tag})
-    os.replace(tmp, path)
+    _save_cache({"lift": lift}, path, tag)
     return {**cache, "lift": lift}
 
 
