@@ -281,7 +281,7 @@ def test_headless_operator_and_refine_option_reach_the_worker(sample_scene):
 
     anim = load_animation(state)
     assert anim.settings["refine"] == "fast"
-    assert anim.refinement and anim.refinement[0]["mode"] == "fast" and anim.refinement[0]["track_iterations"] > 0
+    assert anim.refinement and anim.refinement[0]["mode"] == "fast" and anim.refinement[0]["point_fit"]["points"] > 0
     assert report is None or report["settings"]["refine"] == "fast"
 
 

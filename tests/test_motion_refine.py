@@ -85,7 +85,7 @@ def test_track_phase_alone_reduces_the_error(case):
     assert after < 0.75 * before, (before, after)  # measured: 0.0153 → 0.0088
     assert out.report["iterations"] == 0 and out.report["track_iterations"] == settings.track_iterations
     assert "loss_last" not in out.report and out.report["track_loss_last"]["track"] < out.report["track_loss_first"]["track"]
-    with pytest.raises(ValueError, match="needs the track phase"):
+    with pytest.raises(ValueError, match="needs a track phase"):
         replace(settings, w_track=0.0).check()
 
 
@@ -136,7 +136,7 @@ def test_modes_and_device_defaults():
     assert default_refine_mode("cuda") == default_refine_mode("cpu") == "fast"  # measured choice, docs/models.md
     assert refine_settings("auto", "cpu") == refine_settings("auto", "cuda") == REFINE_PRESETS["fast"]
     fast, best = REFINE_PRESETS["fast"], REFINE_PRESETS["best"]
-    assert fast.iterations == 0 and fast.track_iterations > 0  # fast: the track phase alone
+    assert fast.iterations == 0 and fast.point_fit and fast.track_iterations == 0  # fast: the point fit alone
     assert best.iterations > 0 and best.track_iterations > 0
     with pytest.raises(ValueError, match="unknown refinement mode"):
         refine_settings("slow")
@@ -265,6 +265,37 @@ def test_the_track_phase_alone_moves_the_motion_toward_the_video(moving_case):
     before, plain, tracked = (_visible_error(case, m) for m in (case["start"], a.motion, b.motion))
     print(f"visible error {before:.4f} → image 1 it {plain:.4f} → + 60 track its {tracked:.4f}")
     assert tracked < 0.5 * before and tracked < 0.5 * plain
+
+
+@pytest.mark.parametrize("which", ["moving", "deforming"])
+def test_the_point_fit_moves_the_motion_toward_the_video(case, moving_case, which):
+    """``fast``: the rest points fitted to their tracks (template_fit), then encoded; from a still
+    start on a rigid motion (the rigid transform starts the fit) and from a perturbed latent."""
+    c = moving_case if which == "moving" else case
+    settings = replace(REFINE_PRESETS["fast"], resolution=QUICK.resolution, point_fit_iterations=150)
+    targets = refine_targets(c["frames"], c["K"], c["w2c"], settings.resolution)
+    points = c["bound"].canonical.means
+    out = refine_motion(c["models"], c["bound"], c["start"], targets, settings, seed=0, solver=c["solver"],
+                        rest_points=points)
+    assert out.report["point_fit"]["points"] == len(points) and out.report["track_iterations"] == 0
+    before, after = _visible_error(c, c["start"]), _visible_error(c, out.motion)
+    print(f"{which}: visible error {before:.4f} → {after:.4f}")
+    assert after < 0.75 * before, (before, after)  # measured: moving 0.0716 → 0.0035, deforming 0.0153 → 0.0094
+    torch.testing.assert_close(out.motion.vertices[0], c["start"].vertices[0])  # frame 0 stays the rest state
+    torch.testing.assert_close(out.motion.rest_points, points)
+
+
+def test_the_point_fit_needs_rest_points_and_cancels_cleanly(case):
+    settings = replace(REFINE_PRESETS["fast"], resolution=32, point_fit_iterations=50)
+    targets = refine_targets(case["frames"], case["K"], case["w2c"], settings.resolution)
+    with pytest.raises(ValueError, match="rest points"):
+        refine_motion(case["models"], case["bound"], case["start"], targets, settings)  # made by hand: none recorded
+    latent = case["start"].latent.clone()
+    calls = []
+    out = refine_motion(case["models"], case["bound"], case["start"], targets, settings,
+                        rest_points=case["bound"].canonical.means, cancel=lambda: calls.append(1) or len(calls) > 5)
+    assert out.cancelled and out.motion is case["start"] and out.report["point_fit"] == "cancelled"
+    torch.testing.assert_close(case["start"].latent, latent, rtol=0, atol=0)
 
 
 def test_points_whose_straight_flow_fails_keep_their_chained_track(moving_case, monkeypatch):

@@ -140,6 +140,12 @@ def _posed_bound(bound: BoundGaussians, vertices: torch.Tensor) -> BoundGaussian
                           rest_vertices=vertices.to(bound.rest_vertices))
 
 
+def _rest_points(bound: BoundGaussians, points: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
+    """[P, 3] the VAE's surface samples ``points`` (face index, barycentrics) on ``bound``'s rest mesh."""
+    return torch.as_tensor(surface_points(bound.rest_vertices, bound.faces, torch.as_tensor(points[0]),
+                                          torch.as_tensor(points[1]).float())).float()
+
+
 class _Segments:
     """Runs the segments of one job and keeps its model-frame state."""
 
@@ -152,12 +158,12 @@ class _Segments:
 
     def run(self, bound: BoundGaussians, points, frames: np.ndarray, label: str, seed: int) -> Motion:
         video = prepare_video(frames, self.K, self.models.dit.config.video_size, source=self.source)
-        rest_points = surface_points(bound.rest_vertices, bound.faces, torch.as_tensor(points[0]), torch.as_tensor(points[1]).float())
+        rest_points = _rest_points(bound, points)
         progress = None if self.progress is None else (lambda stage, i, n: self.progress(f"{label} {stage}", i, n))
         if self.solver is None:
             self.solver = VertexSolver.from_bound(bound)
         s = self.settings
-        motion = generate_motion(self.models, bound, torch.as_tensor(rest_points).float(), video, self.w2c, s.sampler(),
+        motion = generate_motion(self.models, bound, rest_points, video, self.w2c, s.sampler(),
                                  seed=seed, strength=s.strength, progress=progress, cancel=self.cancel, solver=self.solver)
         _add_timings(self.timings, motion.timings)
         return motion
@@ -262,7 +268,8 @@ def refine_animation(anim: Animation, models: Models, settings: AnimateSettings,
         label = f"segment {k + 1} refine"
         decoded = decode_motion(models, bound, latent, model_anchors(models, bound.canonical.to(models.device)),
                                 solver=solver)
-        motion = Motion(latent, *decoded, anim.magnitude, anim.predicted_magnitude)
+        motion = Motion(latent, *decoded, anim.magnitude, anim.predicted_magnitude,
+                        rest_points=_rest_points(bound, anim.points))
         try:
             targets = refine_targets(frames, anim.camera.K[0].numpy(), w2c, config.resolution,
                                      source=anim.settings.get("video", "video"))

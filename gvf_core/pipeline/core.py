@@ -88,6 +88,7 @@ class Motion:
     predicted_magnitude: float  # what the DiT read from the video (NaN: decode_latent)
     timings: dict = field(default_factory=dict)
     lift: Tensor | None = None  # [T, L, C] the lifted latent the DiT denoised from (base="lift"), else None
+    rest_points: Tensor | None = None  # [P, 3] the VAE's surface points at rest it was generated through
 
 
 def _clock(timings: dict, stage: str, start: float) -> float:
@@ -186,7 +187,8 @@ def generate_motion(
     deltas, gaussians, vertices = decode_motion(models, bound, latent, anchors, solver=solver, progress=progress,
                                                 cancel=cancel, timings=timings)
     lift_latent = cond.base_latent[0].cpu() if lift else None
-    return Motion(latent.cpu(), deltas, gaussians, vertices, target, predicted, timings, lift_latent)
+    return Motion(latent.cpu(), deltas, gaussians, vertices, target, predicted, timings, lift_latent,
+                  rest_points.detach().cpu().float())
 
 
 @torch.no_grad()

@@ -3,9 +3,16 @@
 The diffusion prior gives a plausible motion; this stage makes it follow the video. It
 optimises the motion latent [T, L, C] through the frozen VAE decoder in up to two phases:
 
-1. tracks (every mode): optical-flow tracks of 256 points of the asset (:func:`track_targets`);
-   the tracked Gaussians' projections are pulled onto them, neighbouring tracked points keep
-   their distances, plus the prior and temporal terms below. ``fast`` is this phase alone.
+1. tracks (every mode), one of two kinds:
+   - ``point_fit`` (``fast``): the VAE's 2048 rest points are tracked with optical flow
+     (:func:`point_tracks`) and moved freely to their tracks, keeping the rest shape's neighbour
+     distances and starting from the sample (or the rigid transform below)
+     (:func:`gvf_core.models.template_fit.fit_template`); the VAE encodes the fitted points
+     into the latent the next phase starts from. ``fast`` is this phase alone.
+   - the latent fit (``track_iterations``, ``best``): 256 tracked Gaussians
+     (:func:`track_targets`) decoded from the latent, their projections pulled onto their
+     tracks, neighbouring tracked points keeping their distances, plus the prior and temporal
+     terms below.
 2. images (``iterations`` > 0; ``best``): the Gaussians rendered from the video's camera are
    fitted to each frame, with (in ``best``) a small per-Gaussian residual deformation:
 
@@ -19,9 +26,10 @@ optimises the motion latent [T, L, C] through the frozen VAE decoder in up to tw
   kept, ARAP-style), temporal smoothness (second difference) and a small magnitude term.
 
 When one rigid transform per frame explains the point tracks (``root`` auto: it leaves less
-than ``rigid_residual`` of the tracked motion), that transform is fitted first and carried,
-fixed, under the decoded motion (:class:`RootTransform`); the latent then starts from, and
-its prior term holds it near, the rest state. The refined motion's geometry is finally
+than ``rigid_residual`` of the tracked motion), that transform is fitted first (:class:`RootTransform`).
+With ``point_fit`` it is where the points start (and the encoded latent carries it); otherwise
+it is carried, fixed, under the decoded motion, and the latent starts from, and its prior term
+holds it near, the rest state. The refined motion's geometry is finally
 filtered over frames (``smoothing``, :func:`smooth_over_frames`) against the shake of frames
 fitted a few at a time.
 
@@ -48,7 +56,9 @@ from gvf_core.canonical import BoundGaussians, VertexSolver
 from gvf_core.cameras import Cameras
 from gvf_core.gaussians import Gaussians
 from gvf_core.metrics import ssim
-from gvf_core.models.vae import apply_deltas
+from gvf_core.models.sampler import Cancelled
+from gvf_core.models.template_fit import TemplateFitSettings, fit_template, neighbours
+from gvf_core.models.vae import apply_deltas, encode_points
 from gvf_core.models.vae_inputs import anchor_indices
 from gvf_core.models.video_inputs import ALPHA_THRESHOLD, VideoInputError, crop_intrinsics, prepare_video, project
 from gvf_core.models.rigid_motion import (RIGID_ITERATIONS, RIGID_RESIDUAL, RIGID_SMOOTHNESS, RootTransform,
@@ -96,14 +106,21 @@ class RefineSettings:
     w_rigid_smooth: float = RIGID_SMOOTHNESS  # that fit: squared second difference over frames of the transform
     smoothing: float = 1.0  # σ in frames of a Gaussian filter over the refined motion (0: off); smooth_over_frames
     backend: str = "auto"  # renderer backend: auto | torch | gsplat
+    point_fit: bool = False  # first phase: the VAE's rest points fitted to their tracks (template_fit), then encoded
+    point_fit_iterations: int = 300
+    w_point_edge: float = 100.0  # that fit: neighbour distances of the rest shape kept
+    w_point_prior: float = 0.01  # that fit: points held near where they started
+    w_point_smooth: float = 0.1  # that fit: squared acceleration over frames
 
     def check(self) -> None:
         if self.iterations < 0 or self.frames_per_step < 1 or self.resolution < 16:
             raise ValueError(f"refinement needs iterations >= 0, frames_per_step >= 1 and resolution >= 16; got "
                              f"{self.iterations}, {self.frames_per_step}, {self.resolution}")
-        if self.iterations == 0 and (self.w_track <= 0 or self.track_iterations < 1):
-            raise ValueError("refinement with no image iterations needs the track phase (w_track > 0, "
-                             "track_iterations >= 1): otherwise nothing is fitted")
+        if self.iterations == 0 and not self.point_fit and (self.w_track <= 0 or self.track_iterations < 1):
+            raise ValueError("refinement with no image iterations needs a track phase (point_fit, or w_track > 0 "
+                             "and track_iterations >= 1): otherwise nothing is fitted")
+        if self.point_fit and self.point_fit_iterations < 1:
+            raise ValueError(f"point_fit needs point_fit_iterations >= 1, got {self.point_fit_iterations}")
         if self.smoothing < 0:
             raise ValueError(f"smoothing is a σ in frames (>= 0), got {self.smoothing}")
         if self.root not in ROOT_MODES:
@@ -111,18 +128,20 @@ class RefineSettings:
 
 
 REFINE_PRESETS: dict[str, RefineSettings] = {
-    # the track phase (and the rigid transform) alone: on 16 validation clips, 40 image iterations
-    # after it added 0.3 dB of input-view PSNR and no 3-D accuracy (vertex error 0.0418 vs 0.0411)
-    # for 4.5x the time; 10 of them cost 1.6 dB (docs/models.md)
-    "fast": RefineSettings(iterations=0, frames_per_step=8, resolution=64),
+    # fast: the point fit alone (the rigid transform as its start where it explains the tracks):
+    # 95.9 % of the unrefined vertex error on the 64 validation clips; the latent track fit after it
+    # rendered the input view 4 dB closer but put the 3-D error back to 101 % (16 clips), and image
+    # iterations after the track phase added no 3-D accuracy for 4.5x the time (docs/models.md)
+    "fast": RefineSettings(iterations=0, frames_per_step=8, resolution=64, point_fit=True, track_iterations=0),
     "best": RefineSettings(iterations=100, frames_per_step=8, resolution=128, lr=0.1, residual=True),
 }
 
 
 def default_refine_mode(device: str) -> str:
-    """What ``auto`` means on ``device``: ``fast`` on every device. On the CPU it costs 18 s per
-    24 frames on one thread, against 4 s for generation, and halves the vertex error (measured on
-    the validation set, docs/models.md); on a GPU it is not yet measured but only cheaper."""
+    """What ``auto`` means on ``device``: ``fast`` on every device. On the CPU it costs 17 s per
+    24 frames on one thread, against 4 s for generation, takes the vertex error to 96 % of the
+    unrefined one and the input view 4 dB closer to the video (validation set, docs/models.md);
+    on a GPU it is not yet measured but only cheaper."""
     del device  # one answer today; kept so the choice stays per device
     return "fast"
 
@@ -224,16 +243,24 @@ def track_targets(canonical: Gaussians, targets: RefineTargets, points: int, hid
     """
     means = canonical.means.detach().cpu().float()
     index = anchor_indices(means, min(points, canonical.num)).cpu()
-    surface = visibility_surface(means)
+    position, weight = point_tracks(means[index], means, targets, hidden_weight)
+    return TrackTargets(index=index, position=position, weight=weight)
+
+
+def point_tracks(points: Tensor, means: Tensor, targets: RefineTargets, hidden_weight: float = 1.0) -> tuple[Tensor, Tensor]:
+    """(tracked positions [T, P, 2] in crop units, trust [T, P]) of rest ``points`` [P, 3] through
+    the targets' crops; ``means`` [N, 3] (the canonical Gaussians) decide which points are hidden
+    at frame 0 (see :func:`track_targets` for the weights)."""
+    points = points.detach().cpu().float()
+    surface = visibility_surface(means.detach().cpu().float())
     K = targets.camera.K[0].cpu().float()
     w2c = targets.camera.world_to_camera[0].cpu().float()
     size = targets.render_size or targets.size
-    screen = project(means[index], K, w2c, size)
-    visible = anchor_visibility(means[index], surface, K, w2c, size)
+    screen = project(points, K, w2c, size)
+    visible = anchor_visibility(points, surface, K, w2c, size)
     pixels = torch.cat([targets.rgb, targets.mask], -1).permute(0, 3, 1, 2).cpu()
     feats = anchor_tracks(pixels, screen, visible)
-    position = screen[None] + feats[..., :2] / DISPLACEMENT_SCALE
-    return TrackTargets(index=index, position=position, weight=track_weights(feats, hidden_weight))
+    return screen[None] + feats[..., :2] / DISPLACEMENT_SCALE, track_weights(feats, hidden_weight)
 
 
 @dataclass
@@ -253,16 +280,6 @@ def _frozen(module: torch.nn.Module):
     finally:
         for p, f in zip(module.parameters(), flags):
             p.requires_grad_(f)
-
-
-def _neighbours(points: Tensor, k: int) -> Tensor:
-    """[N, k] indices of each point's k nearest other points."""
-    from scipy.spatial import cKDTree
-
-    pts = points.detach().cpu().double().numpy()
-    k = min(k, len(pts) - 1)
-    _, idx = cKDTree(pts).query(pts, k=k + 1)
-    return torch.as_tensor(idx[:, 1:], dtype=torch.long)
 
 
 def image_losses(rendered_rgb: Tensor, rendered_alpha: Tensor, rgb: Tensor, mask: Tensor) -> dict[str, Tensor]:
@@ -345,7 +362,7 @@ def _fit_tracks(vae, canonical: Gaussians, anchors: Tensor, latent: Tensor, prio
     subset = canonical.select(index)
     stacked = Gaussians.stack([subset])
     rest = subset.means
-    edges = _neighbours(rest, settings.rigidity_neighbours).to(device)
+    edges = neighbours(rest, settings.rigidity_neighbours).to(device)
     d0 = (rest[:, None] - rest[edges]).norm(dim=-1)
     spacing = d0.mean().clamp(min=1e-6)
     optimizer = torch.optim.Adam([latent], lr=settings.lr)
@@ -381,9 +398,18 @@ def _fit_tracks(vae, canonical: Gaussians, anchors: Tensor, latent: Tensor, prio
 
 def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets: RefineTargets,
                   settings: RefineSettings, seed: int = 0, progress: Progress | None = None,
-                  cancel: Callable[[], bool] | None = None, solver: VertexSolver | None = None) -> RefineOutcome:
-    """Fit ``motion`` (model frame, as :func:`generate_motion` returns it) to ``targets``."""
+                  cancel: Callable[[], bool] | None = None, solver: VertexSolver | None = None,
+                  rest_points: Tensor | None = None) -> RefineOutcome:
+    """Fit ``motion`` (model frame, as :func:`generate_motion` returns it) to ``targets``.
+
+    ``rest_points`` [P, 3]: the VAE's surface points at the rest state (default: the ones the
+    motion was generated through, ``motion.rest_points``); the point fit (``point_fit``) needs them.
+    """
     settings.check()
+    rest_points = motion.rest_points if rest_points is None else rest_points
+    if settings.point_fit and rest_points is None:
+        raise ValueError("refinement with point_fit needs the VAE's rest points: pass rest_points= or a motion "
+                         "from generate_motion (which records them)")
     T = motion.latent.shape[0]
     if targets.rgb.shape[0] != T:
         raise RefineInputError(f"the motion has {T} frames but the video crops {targets.rgb.shape[0]}")
@@ -403,7 +429,7 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
     if settings.residual:
         offsets = torch.zeros(T, canonical.num, 3, device=device, requires_grad=True)
         params.append({"params": [offsets], "lr": settings.residual_lr})
-        edges = _neighbours(canonical.means, settings.rigidity_neighbours).to(device)
+        edges = neighbours(canonical.means, settings.rigidity_neighbours).to(device)
         spacing2 = (canonical.means[:, None] - canonical.means[edges]).pow(2).sum(-1).mean().clamp(min=1e-12)
     rgb, mask = targets.rgb.to(device), targets.mask.to(device)
     crops = replace(targets, camera=targets.camera.to(device))
@@ -432,6 +458,23 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
             prior = prior[:1].expand_as(prior).clone()
             with torch.no_grad():
                 latent.copy_(prior)
+    point_report = None
+    if settings.point_fit:
+        t0 = time.perf_counter()
+        stage = None if progress is None else (lambda i, n: progress("refine tracks", i, n))
+        try:
+            fitted = _fit_points(vae, canonical, anchors, rest_points.to(device).float(), motion, targets, settings,
+                                 root, stage, cancel)
+        except Cancelled:
+            return RefineOutcome(motion, True, {"iterations": 0, "point_fit": "cancelled", "cancelled": True,
+                                                "seconds": time.perf_counter() - start, "settings": asdict(settings)})
+        # the fitted points carry the whole motion, the rigid transform included: the latent starts
+        # from (and any image phase holds it near) their encoding
+        prior = fitted
+        root = None
+        with torch.no_grad():
+            latent.copy_(fitted)
+        point_report = {"points": len(rest_points), "seconds": time.perf_counter() - t0}
     optimizer = torch.optim.Adam(params)
     with _frozen(vae), torch.enable_grad():
         track_history = []
@@ -498,7 +541,8 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
     gaussians = apply_deltas(bound.canonical.to("cpu"), deltas)
     seconds = time.perf_counter() - start
     refined = Motion(latent.cpu(), deltas, gaussians, vertices, motion.magnitude, motion.predicted_magnitude,
-                     {**motion.timings, "refine": motion.timings.get("refine", 0.0) + seconds}, motion.lift)
+                     {**motion.timings, "refine": motion.timings.get("refine", 0.0) + seconds}, motion.lift,
+                     rest_points)
     report = {"iterations": settings.iterations, "track_iterations": len(track_history), "seconds": seconds,
               "cancelled": False, "settings": asdict(settings)}
     if history:
@@ -509,10 +553,38 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
         report["track_loss_first"], report["track_loss_last"] = track_history[0], track_history[-1]
     if rigid is not None:
         report["rigid"] = rigid
+    if point_report is not None:
+        report["point_fit"] = point_report
     return RefineOutcome(refined, False, report)
+
+
+def _fit_points(vae, canonical: Gaussians, anchors: Tensor, points: Tensor, motion: Motion, targets: RefineTargets,
+                settings: RefineSettings, root: RootTransform | None, progress, cancel) -> Tensor:
+    """Point-fit phase: the latent [T, L, C] of the rest ``points`` [P, 3] fitted to their tracks
+    (:func:`gvf_core.models.template_fit.fit_template`), starting from ``root`` (the rigid transform,
+    when it explains the tracks) or else from the motion's own displacement of each point (that
+    of its nearest canonical Gaussian)."""
+    T = motion.latent.shape[0]
+    with torch.no_grad():
+        if root is not None:
+            frames = torch.arange(T, device=points.device)
+            start = root.apply(points[None].expand(T, -1, -1), frames) - points[None]
+        else:
+            nearest = torch.cdist(points.cpu(), canonical.means.detach().cpu().float()).argmin(1)
+            start = motion.deltas[:, nearest, :3].float().to(points.device)
+        start[0] = 0
+    position, weight = point_tracks(points, canonical.means, targets, settings.w_track_hidden)
+    camera = targets.camera
+    fit = TemplateFitSettings(iterations=settings.point_fit_iterations, w_edge=settings.w_point_edge,
+                              w_prior=settings.w_point_prior, w_smooth=settings.w_point_smooth)
+    displacement = fit_template(points, start.to(points.device), position.to(points.device), weight.to(points.device),
+                                camera.K[0].to(points.device), camera.world_to_camera[0].to(points.device),
+                                targets.render_size or targets.size, targets.size, fit, progress, cancel)
+    with torch.no_grad():
+        return encode_points(vae, points, anchors, displacement).float()
 
 
 __all__ = ["REFINE_MODES", "REFINE_PRESETS", "ROOT_MODES", "RefineInputError", "RefineOutcome", "RefineSettings",
            "RefineTargets", "RootTransform", "TrackTargets", "default_refine_mode", "fit_rigid", "image_losses",
-           "latent_terms", "refine_motion", "refine_settings", "refine_targets", "smooth_over_frames", "track_error",
+           "latent_terms", "point_tracks", "refine_motion", "refine_settings", "refine_targets", "smooth_over_frames", "track_error",
            "track_loss", "track_targets"]
