@@ -10,9 +10,10 @@ MODES = [("SHAPE_KEYS", "Shape Keys", "One shape key per frame on a copy of the 
          ("POINT_CLOUD", "Point Cloud", "The animated Gaussians' centres as points (Mesh to Points)")]
 REFINE = [("auto", "Auto", "Fast, on a GPU and on the CPU (measured choice, see docs/models.md)"),
           ("off", "Off", "The diffusion model's motion as sampled"),
-          ("fast", "Fast", "The motion fitted to points tracked through the video (about 20 s per 24 frames on the CPU)"),
-          ("best", "Best", "Fast, then a fit of the rendered frames at a higher resolution with a small per-Gaussian "
-                           "correction (minutes on the CPU; no more accurate in 3-D than Fast)")]
+          ("fast", "Fast", "The asset's surface points fitted to where the video's optical flow takes them, their "
+                           "neighbour distances kept (about 17 s per 24 frames on the CPU)"),
+          ("best", "Best", "The motion fitted to tracked points, then to the rendered frames at a higher resolution "
+                           "with a small per-Gaussian correction (minutes on the CPU; less accurate in 3-D than Fast)")]
 BATCH_SOURCES = [("SELECTED", "Selected objects", "Animate every selected mesh with the same video"),
                  ("FOLDER", "Folder of assets", "Run the headless batch command on every mesh file of a folder")]
 
