@@ -439,10 +439,9 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
     history = []
     if movable < 1:
         return RefineOutcome(motion, False, {"iterations": 0, "seconds": 0.0, "note": "a single frame: nothing to fit"})
-    tracks = None
-    if settings.w_track > 0:
-        found = track_targets(canonical, targets, settings.track_points, settings.w_track_hidden)
-        tracks = TrackTargets(*(x.to(device) for x in (found.index, found.position, found.weight)))
+    tracks, point_track = _clip_tracks(canonical, targets, settings, rest_points)
+    if tracks is not None:
+        tracks = TrackTargets(*(x.to(device) for x in (tracks.index, tracks.position, tracks.weight)))
     root, rigid = None, None
     if tracks is not None and settings.root != "off":
         candidate = RootTransform(T, canonical.means)
@@ -463,8 +462,8 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
         t0 = time.perf_counter()
         stage = None if progress is None else (lambda i, n: progress("refine tracks", i, n))
         try:
-            fitted = _fit_points(vae, canonical, anchors, rest_points.to(device).float(), motion, targets, settings,
-                                 root, stage, cancel)
+            fitted = _fit_points(vae, canonical, anchors, rest_points.to(device).float(), point_track, motion,
+                                 targets, settings, root, stage, cancel)
         except Cancelled:
             return RefineOutcome(motion, True, {"iterations": 0, "point_fit": "cancelled", "cancelled": True,
                                                 "seconds": time.perf_counter() - start, "settings": asdict(settings)})
@@ -558,12 +557,31 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
     return RefineOutcome(refined, False, report)
 
 
-def _fit_points(vae, canonical: Gaussians, anchors: Tensor, points: Tensor, motion: Motion, targets: RefineTargets,
-                settings: RefineSettings, root: RootTransform | None, progress, cancel) -> Tensor:
-    """Point-fit phase: the latent [T, L, C] of the rest ``points`` [P, 3] fitted to their tracks
-    (:func:`gvf_core.models.template_fit.fit_template`), starting from ``root`` (the rigid transform,
-    when it explains the tracks) or else from the motion's own displacement of each point (that
-    of its nearest canonical Gaussian)."""
+def _clip_tracks(canonical: Gaussians, targets: RefineTargets, settings: RefineSettings,
+                 rest_points: Tensor | None) -> tuple[TrackTargets | None, tuple[Tensor, Tensor] | None]:
+    """The tracked Gaussians (``w_track`` > 0, :func:`track_targets`) and the rest points' (tracked
+    positions, trust) (``point_fit``), both from one optical-flow pass over the crops (on the CPU)."""
+    if settings.w_track <= 0 and not settings.point_fit:
+        return None, None
+    means = canonical.means.detach().cpu().float()
+    index = anchor_indices(means, min(settings.track_points, canonical.num)).cpu()
+    index = index if settings.w_track > 0 else index[:0]
+    extra = rest_points.detach().cpu().float() if settings.point_fit else means[:0]
+    position, weight = point_tracks(torch.cat([means[index], extra]), means, targets, settings.w_track_hidden)
+    n = len(index)
+    # contiguous copies: the fits then reduce in the same order as on separately tracked sets
+    gaussians = TrackTargets(index, position[:, :n].contiguous(), weight[:, :n].contiguous())
+    points = (position[:, n:].contiguous(), weight[:, n:].contiguous())
+    return (gaussians if settings.w_track > 0 else None), (points if settings.point_fit else None)
+
+
+def _fit_points(vae, canonical: Gaussians, anchors: Tensor, points: Tensor, tracked: tuple[Tensor, Tensor],
+                motion: Motion, targets: RefineTargets, settings: RefineSettings, root: RootTransform | None,
+                progress, cancel) -> Tensor:
+    """Point-fit phase: the latent [T, L, C] of the rest ``points`` [P, 3] fitted to their ``tracked``
+    (positions [T, P, 2], trust [T, P]) (:func:`gvf_core.models.template_fit.fit_template`), starting
+    from ``root`` (the rigid transform, when it explains the tracks) or else from the motion's own
+    displacement of each point (that of its nearest canonical Gaussian)."""
     T = motion.latent.shape[0]
     with torch.no_grad():
         if root is not None:
@@ -573,11 +591,11 @@ def _fit_points(vae, canonical: Gaussians, anchors: Tensor, points: Tensor, moti
             nearest = torch.cdist(points.cpu(), canonical.means.detach().cpu().float()).argmin(1)
             start = motion.deltas[:, nearest, :3].float().to(points.device)
         start[0] = 0
-    position, weight = point_tracks(points, canonical.means, targets, settings.w_track_hidden)
+    position, weight = tracked
     camera = targets.camera
     fit = TemplateFitSettings(iterations=settings.point_fit_iterations, w_edge=settings.w_point_edge,
                               w_prior=settings.w_point_prior, w_smooth=settings.w_point_smooth)
-    displacement = fit_template(points, start.to(points.device), position.to(points.device), weight.to(points.device),
+    displacement = fit_template(points, start, position.to(points.device), weight.to(points.device),
                                 camera.K[0].to(points.device), camera.world_to_camera[0].to(points.device),
                                 targets.render_size or targets.size, targets.size, fit, progress, cancel)
     with torch.no_grad():
