@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from gvf_core.atomic_write import atomic_path
 
 __all__ = ["PC2Error", "PC2_SIGNATURE", "write_pc2", "read_pc2"]
 
@@ -82,16 +83,10 @@ def write_pc2(path: str | os.PathLike, vertices, start_frame: float = 0.0, sampl
         raise PC2Error(f"sample_rate must be positive; got {sample_rate}; not writing {path}")
     header = _HEADER.pack(PC2_SIGNATURE, _VERSION, V, float(start_frame), float(sample_rate), T)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             f.write(header)
             f.write(data.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

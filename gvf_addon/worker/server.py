@@ -35,6 +35,8 @@ from pathlib import Path
 from . import protocol as P
 from .deps import fix_message
 
+from gvf_core.atomic_write import atomic_path
+
 log = logging.getLogger("gvf_worker")
 
 KEEP_ANIMATIONS = 4
@@ -281,10 +283,9 @@ class Worker:
             arrays["gaussian_means"] = g.means.float().numpy()
             arrays["gaussian_rgb"] = g.rgb.clamp(0, 1).float().numpy()
         result = job_dir / P.RESULT_FILE
-        tmp = job_dir / f".{P.RESULT_FILE}.partial"
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, result)
+        with atomic_path(result) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
         state_path = None
         if req.save_state:
             from .state import save_animation

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gvf_core.atomic_write import atomic_path
 from gvf_core.cameras import Cameras
 from gvf_core.canonical import BoundGaussians
 from gvf_core.canonical.binding import Binding
@@ -53,10 +54,9 @@ def save_animation(anim: Animation, path) -> Path:
         "timings": anim.timings, "settings": anim.settings,
     }
     a["header"] = np.array(json.dumps(header, default=str))
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **a)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **a)
     return path
 
 

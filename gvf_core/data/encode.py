@@ -13,11 +13,11 @@ finished files are skipped when they were made by the same VAE (config and weigh
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from gvf_core.atomic_write import atomic_path
 from gvf_core.models.checkpoint import fingerprint
 from gvf_core.models.vae import GVFVAE, gaussian_features
 from gvf_core.models.vae_inputs import anchor_indices, prepare_sample, stack
@@ -82,9 +82,8 @@ def encode_dataset(model: GVFVAE, data_dir, splits=("train", "val"), device="cpu
                 done += 1
                 if progress is not None:
                     progress(done, total)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"vae_config": tag, "vae_fingerprint": weights,
-                                               "count": str(info.count), "seeds": json.dumps(list(info.seeds))})
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"vae_config": tag, "vae_fingerprint": weights,
+                                                   "count": str(info.count), "seeds": json.dumps(list(info.seeds))})
         written.append(path)
     return written

@@ -47,6 +47,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from gvf_core.atomic_write import atomic_path
+
 __all__ = [
     "SHARD_FORMAT",
     "SHARD_FORMAT_VERSION",
@@ -241,7 +243,7 @@ def write_shard(path: str | os.PathLike, samples: Sequence[Sample], *, png_level
     Every sample is checked with :func:`check_sample` first (``ValueError`` naming the sample
     and the problem). Image arrays are PNG-compressed (``png_level`` 0-9, lossless); other
     arrays are stored as-is. The file appears under ``path`` only when complete: it is
-    written to ``path + ".tmp<pid>"``, fsynced and renamed with ``os.replace``.
+    written to a temporary file beside it, fsynced and renamed (:func:`~gvf_core.atomic_write.atomic_path`).
     """
     from safetensors.numpy import save_file
 
@@ -273,30 +275,8 @@ def write_shard(path: str | os.PathLike, samples: Sequence[Sample], *, png_level
         "count": str(len(samples)),
         "index": json.dumps(index, allow_nan=False),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------------- read
@@ -679,23 +659,12 @@ class Manifest:
 
     def save(self, root: str | os.PathLike) -> Path:
         """Write ``root/manifest.json`` atomically (temporary file, fsync, ``os.replace``)."""
-        root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
-        p = root / MANIFEST_NAME
-        tmp = p.with_name(f"{p.name}.tmp{os.getpid()}")
-        try:
-            d = self.to_json()
-            shards = d.pop("shards")
-            # one line per shard: the file is rewritten after every shard, so keep it compact
-            text = json.dumps(d, indent=1)[:-2] + ',\n "shards": ['
-            text += ",".join("\n  " + json.dumps(s, separators=(",", ":")) for s in shards) + "\n ]\n}\n"
-            with open(tmp, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        _fsync_dir(root)
+        p = Path(root) / MANIFEST_NAME
+        d = self.to_json()
+        shards = d.pop("shards")
+        # one line per shard: the file is rewritten after every shard, so keep it compact
+        text = json.dumps(d, indent=1)[:-2] + ',\n "shards": ['
+        text += ",".join("\n  " + json.dumps(s, separators=(",", ":")) for s in shards) + "\n ]\n}\n"
+        with atomic_path(p) as tmp:
+            tmp.write_text(text)
         return p

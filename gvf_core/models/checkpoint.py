@@ -10,11 +10,12 @@ ever unpickled.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from gvf_core.atomic_write import atomic_path
 
 FORMAT_VERSION = "1"
 
@@ -44,9 +45,8 @@ def save_model(path, model: nn.Module, kind: str, config_json: str, extra: dict 
     meta = {"kind": kind, "config": config_json, "format_version": FORMAT_VERSION}
     if extra:
         meta["extra"] = json.dumps(extra)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 
@@ -110,9 +110,8 @@ def save_training_state(path, step: int, optimizer: torch.optim.Optimizer, ema: 
         "extra": json.dumps(extra or {}),
     }
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

@@ -31,6 +31,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from gvf_core.atomic_write import atomic_path
 from gvf_core.models.checkpoint import fingerprint
 from gvf_core.models.dit import DIT_PRESETS, DiTConditions, DiTConfig, GVFDiT, save_dit
 from gvf_core.models.sampler import add_noise
@@ -81,13 +82,13 @@ class DiTTrainConfig:
 
 # ------------------------------------------------------------------------- data cache
 def _save_cache(tensors: dict[str, Tensor], path: Path, tag: str) -> None:
-    """Write a cache file whole or not at all, its ``tag`` in the metadata. One temporary file per
-    process: processes sharing DIR (evaluation parts, DDP ranks) never write the same one."""
+    """Write a cache file whole or not at all (:func:`~gvf_core.atomic_write.atomic_path`: processes
+    sharing DIR, evaluation parts or DDP ranks, never write the same temporary file), its ``tag`` in
+    the metadata."""
     from safetensors.torch import save_file
 
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata={"tag": tag})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"tag": tag})
 
 
 def build_cache(data_dir, split: str, video_size: int, progress=None) -> dict[str, Tensor]:
