@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=1.0, help="scales the motion magnitude read from the video (default 1)")
     p.add_argument("--guidance", type=float, default=DEFAULT_SAMPLER.guidance_video,
                    help=f"video guidance scale (default {DEFAULT_SAMPLER.guidance_video:g}: the posterior mean; > 1 sharper samples)")
+    p.add_argument("--draws", type=int, default=DEFAULT_SAMPLER.draws,
+                   help=f"samples averaged into the motion (default {DEFAULT_SAMPLER.draws}: the posterior mean; 1: one sample)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--model", default=None, help="model folder with vae.safetensors and dit.safetensors (default: shipped tiny)")
     p.add_argument("--refine", choices=("auto", "off", "fast", "best"), default="auto",
@@ -219,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=DEFAULT_SAMPLER.steps)
     p.add_argument("--method", choices=("heun", "euler"), default=DEFAULT_SAMPLER.method)
     p.add_argument("--guidance", type=float, default=DEFAULT_SAMPLER.guidance_video)
-    p.add_argument("--sweep-steps", action="store_true", help="instead: vertex error against step count for euler and heun")
+    p.add_argument("--draws", type=int, default=DEFAULT_SAMPLER.draws,
+                   help=f"samples averaged into the motion (default {DEFAULT_SAMPLER.draws}: the posterior mean; 1: one sample)")
+    p.add_argument("--sweep-steps", action="store_true", help="instead: vertex error against step count for euler and heun (one draw each)")
     p.add_argument("--no-images", action="store_true", help="skip the PSNR/SSIM renders (vertex error, jitter and flow loss only)")
     p.add_argument("--per-clip", action="store_true", help="also list each clip's seed and vertex errors (to find the clips a change hurts)")
     p.add_argument("--refine", choices=("off", "fast", "best"), default="off",
@@ -248,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--steps", type=int, default=DEFAULT_SAMPLER.steps)
+    p.add_argument("--draws", type=int, default=DEFAULT_SAMPLER.draws, help=f"samples averaged (default {DEFAULT_SAMPLER.draws})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return parser
 
@@ -333,7 +338,7 @@ def _animate(args) -> None:
     try:
         anim = animate(args.mesh, args.video, camera=args.camera, frames=args.frames, steps=args.steps, seed=args.seed,
                        strength=args.strength, device=args.device, progress=bar, model=args.model, method=args.method,
-                       guidance_video=args.guidance, refine=args.refine)
+                       guidance_video=args.guidance, draws=args.draws, refine=args.refine)
         out = write_outputs(anim, args.out, preview=not args.no_preview, progress=bar)
     finally:
         bar.close()
@@ -402,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             from gvf_core.demo import SAMPLE_ASSET, SAMPLE_VIDEO
 
             args.mesh, args.video, args.camera, args.frames, args.strength = SAMPLE_ASSET, SAMPLE_VIDEO, None, None, 1.0
-            args.method, args.guidance = DEFAULT_SAMPLER.method, DEFAULT_SAMPLER.guidance_video
+            args.method, args.guidance, args.draws = DEFAULT_SAMPLER.method, DEFAULT_SAMPLER.guidance_video, DEFAULT_SAMPLER.draws
             args.model, args.no_preview = None, False
             _animate(args)
             if not args.no_blend:
@@ -453,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = evaluate_animate(args.data, model=args.model, limit=args.limit, steps=args.steps, method=args.method,
                                        guidance=args.guidance, sweep=args.sweep_steps, device=_device(args.device),
                                        render_every=0 if args.no_images else 4, refine=args.refine, skip=args.skip, split=args.split,
-                                       per_clip=args.per_clip,
+                                       per_clip=args.per_clip, draws=args.draws,
                                        progress=_progress_bar("eval animate"))  # on stderr: --json output stays clean
             _print_figures(figures, args.json)
         elif args.command == "bench" and args.bench == "blender":
@@ -461,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "bench" and args.bench == "animate":
             from gvf_core.bench.animate import run
 
-            _print_figures(run(frames=args.frames, steps=args.steps, device=_device(args.device)), args.json)
+            _print_figures(run(frames=args.frames, steps=args.steps, device=_device(args.device), draws=args.draws), args.json)
         elif args.command == "eval" and args.eval == "vae":
             from gvf_core.eval.vae import evaluate_vae
             from gvf_core.models.vae import load_vae

@@ -18,6 +18,7 @@ def test_bench_animate_prints_stage_timings(capsys):
     stages = figures["tiny"]["stages_s"]
     assert figures["tiny"]["frames"] == 4
     assert {"read_inputs", "load_models", "canonical", "conditions", "diffusion", "decode", "vertices", "total"} <= set(stages)
+    assert figures["draws"] == 8 and figures["tiny"]["diffusion_ratio_to_one_draw"] > 0  # averaging's cost, same run
 
 
 def test_demo_writes_the_animation(tmp_path):

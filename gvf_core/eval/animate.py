@@ -159,7 +159,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
                      method: str = DEFAULT_SAMPLER.method, guidance: float = DEFAULT_SAMPLER.guidance_video,
                      sweep: bool = False, device: str = "cpu", render_every: int = 4,
                      progress=None, split: str = "val", refine: str = "off", skip: int = 0,
-                     per_clip: bool = False) -> dict:
+                     per_clip: bool = False, draws: int = DEFAULT_SAMPLER.draws) -> dict:
     """Figures on ``split`` (see the module docstring); ``render_every`` 0 skips the renders;
     ``skip`` leaves out the first samples (to split a long run across processes);
     ``per_clip`` adds ``per_clip``: each clip's seed and vertex error per row (and, refined,
@@ -171,7 +171,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
     models = model if isinstance(model, Models) else load_models(model, device)
     if sweep:
         return sweep_steps(data_dir, models, limit if limit is not None else 8, guidance, split, progress)
-    sampler = SamplerConfig(steps=steps, method=method, guidance_video=guidance)
+    sampler = SamplerConfig(steps=steps, method=method, guidance_video=guidance, draws=draws)
     refine_config = refine_settings(refine, device)
     size_in = None
     rows = {k: [] for k in ("model", "static", "lift", "ceiling", *(("refined",) if refine_config else ()))}
@@ -220,7 +220,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
     count = len(rows["model"])
     if count == 0:
         raise ValueError(f"{data_dir}: no {split} samples to evaluate")
-    out = {"split": split, "samples": count, "skipped": skip, "steps": steps, "method": method, "guidance_video": guidance,
+    out = {"split": split, "samples": count, "skipped": skip, "steps": steps, "method": method, "guidance_video": guidance, "draws": draws,
            "model": models.source, "seconds_per_clip": float(np.mean(seconds)), "render_frames_every": render_every, "image_size": size_in}
     for name in rows:
         if not rows[name]:
@@ -262,9 +262,9 @@ def sweep_steps(data_dir, models: Models, limit: int, guidance: float, split: st
         truth = torch.as_tensor(arrays["vertices"]).float()
         diag = float((rest.max(0).values - rest.min(0).values).norm())
         seed = int(meta["seed"])
-        ref = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(steps=reference_steps, method="heun", guidance_video=guidance), seed=seed)
+        ref = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(steps=reference_steps, method="heun", guidance_video=guidance, draws=1), seed=seed)
         for m, s in settings:
-            mo = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(steps=s, method=m, guidance_video=guidance), seed=seed)
+            mo = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(steps=s, method=m, guidance_video=guidance, draws=1), seed=seed)
             errors[f"{m}-{s}"].append(float((mo.vertices - truth).norm(dim=-1).mean() / diag))
             to_ref[f"{m}-{s}"].append(float((mo.vertices - ref.vertices).norm(dim=-1).mean() / diag))
         if progress is not None:

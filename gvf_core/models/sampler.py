@@ -11,7 +11,8 @@ Two-scale classifier-free guidance over the canonical (c) and video (v) conditio
     v̂ = v(∅, ∅) + s_c · (v(c, ∅) − v(∅, ∅)) + s_v · (v(c, v) − v(c, ∅))
 
 All branches run as one batched call. ``sample`` reports progress per step, can be
-cancelled between steps (``Cancelled``), and draws its noise from a fixed seed.
+cancelled between steps (``Cancelled``), draws its noise from a fixed seed and returns the
+mean of ``config.draws`` samples from independent noise (integrated together, as one batch).
 
 Settings and the default: sampler_config.py.
 """
@@ -77,11 +78,13 @@ def iterate(
     device="cpu",
     constrain: Callable[[Tensor], Tensor] | None = None,
     noise: Tensor | None = None,
+    max_batch: int | None = None,
 ) -> Iterator[SamplerStep]:
     """Yield the state after each step; the last one holds the sample at t = 0.
 
     ``constrain`` (optional) is applied to the state after every step (e.g. clamping
-    known frames); ``noise`` overrides the seeded starting noise.
+    known frames); ``noise`` overrides the seeded starting noise; ``max_batch`` (optional)
+    caps the rows of the state one model call takes (the result does not depend on it).
     """
     if noise is None:
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -90,14 +93,20 @@ def iterate(
     if constrain is not None:
         x = constrain(x)
     grid = time_grid(config.steps, config.shift).tolist()
+
+    def velocity(x: Tensor, t: float) -> Tensor:
+        if max_batch is None or x.shape[0] <= max_batch:
+            return guided_velocity(denoise, x, t, config)
+        return torch.cat([guided_velocity(denoise, part, t, config) for part in x.split(max_batch)])
+
     for i in range(config.steps):
         t, t_next = grid[i], grid[i + 1]
-        v = guided_velocity(denoise, x, t, config)
+        v = velocity(x, t)
         x_next = x + (t_next - t) * v
         if config.method == "heun" and t_next > 0:
             if constrain is not None:
                 x_next = constrain(x_next)
-            v2 = guided_velocity(denoise, x_next, t_next, config)
+            v2 = velocity(x_next, t_next)
             x_next = x + (t_next - t) * 0.5 * (v + v2)
         x = x_next if constrain is None else constrain(x_next)
         yield SamplerStep(i + 1, config.steps, t_next, x)
@@ -112,14 +121,24 @@ def sample(
     constrain: Callable[[Tensor], Tensor] | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    max_batch: int | None = None,
 ) -> Tensor:
-    """Run :func:`iterate` to the end; ``cancel()`` returning True stops it with :class:`Cancelled`."""
+    """Run :func:`iterate` to the end for ``config.draws`` samples of ``shape`` [B, ...] and return
+    their mean [B, ...]; ``cancel()`` returning True stops it with :class:`Cancelled`.
+
+    The draws are integrated together: ``denoise`` sees up to draws × B rows, draw-major (row
+    k·B + b is draw k of item b; ``max_batch`` caps the rows per call, a multiple of B keeps
+    whole draws together), so a denoiser whose conditions are one item (B = 1) repeats them for
+    every row it gets.
+    """
+    draws = config.draws
     x = None
     with torch.no_grad():
-        for step in iterate(denoise, shape, config, seed, device, constrain):
+        for step in iterate(denoise, (draws * shape[0], *shape[1:]), config, seed, device, constrain,
+                            max_batch=max_batch):
             x = step.x
             if progress is not None:
                 progress(step.index, step.total)
             if cancel is not None and step.index < step.total and cancel():
                 raise Cancelled(f"sampling cancelled after step {step.index} of {step.total}")
-    return x
+    return x.reshape(draws, *shape).mean(0)

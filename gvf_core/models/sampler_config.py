@@ -7,6 +7,11 @@ posterior's spread to the error. Measured on 16 validation clips with the shippe
 (docs/models.md): vertex error 0.0816 (Euler 1), 0.0819 (Euler 2), 0.0832 (Euler 4),
 0.0933 (Heun 8, guidance 2), static 0.0876; Euler 2 halves the frame-to-frame jitter of
 Euler 1 (0.0078 vs 0.0136; ground truth 0.0050).
+
+Each estimate is the mean of ``draws`` = 8 samples from independent noise, integrated together
+(batched): a Monte-Carlo estimate of that posterior mean, which a single draw from an imperfect model
+only approximates. Measured with the shipped ``tiny-lift`` model (docs/models.md), vertex error
+/ static baseline on 64 validation clips: 52.7 % (1 draw), 50.3 % (4), 50.0 % (8).
 """
 
 from __future__ import annotations
@@ -25,15 +30,21 @@ class SamplerConfig:
     """s_c; 1 disables canonical guidance."""
     shift: float = 1.0
     """Time-grid shift t' = s·t / (1 + (s − 1)·t); > 1 spends more steps at high noise."""
+    draws: int = 8
+    """Samples from independent noise averaged into the result (integrated together, batched);
+    1 gives a single sample, for sharp samples with more steps and guidance."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"sampler steps must be >= 1, got {self.steps}")
         if self.method not in ("euler", "heun"):
             raise ValueError(f"unknown sampler method {self.method!r}; use 'euler' or 'heun'")
+        if self.draws < 1:
+            raise ValueError(f"sampler draws must be >= 1 (samples averaged into the result), got {self.draws}")
 
     @property
     def model_calls(self) -> int:
+        """Sequential model calls (each a batch of all draws and guidance branches)."""
         return self.steps if self.method == "euler" else 2 * self.steps - 1
 
 

@@ -47,6 +47,7 @@ class AnimateSettings:
     strength: float = 1.0
     guidance_video: float = DEFAULT_SAMPLER.guidance_video
     guidance_canonical: float = DEFAULT_SAMPLER.guidance_canonical
+    draws: int = DEFAULT_SAMPLER.draws  # samples averaged into the motion (1: a single sample)
     num_gaussians: int = 4096
     segment_frames: int = SEGMENT_FRAMES
     overlap: int = OVERLAP
@@ -55,7 +56,7 @@ class AnimateSettings:
 
     def sampler(self) -> SamplerConfig:
         return SamplerConfig(steps=self.steps, method=self.method, guidance_video=self.guidance_video,
-                             guidance_canonical=self.guidance_canonical)
+                             guidance_canonical=self.guidance_canonical, draws=self.draws)
 
     def check(self) -> None:
         if self.segment_frames < 2 or not 1 <= self.overlap < self.segment_frames:

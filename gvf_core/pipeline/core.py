@@ -91,6 +91,12 @@ class Motion:
     rest_points: Tensor | None = None  # [P, 3] the VAE's surface points at rest it was generated through
 
 
+CPU_DRAWS_PER_CALL = 2
+"""Sampler draws per DiT call on the CPU (on CUDA: all in one). Per draw the CPU is fastest in
+small batches: 8 draws of 24 frames took 2.7 s in calls of 2 against 3.5 s in one call (two
+threads; one thread: 4.7 against 6.1 s), the result the same to 1e-6."""
+
+
 def _clock(timings: dict, stage: str, start: float) -> float:
     now = time.perf_counter()
     timings[stage] = timings.get(stage, 0.0) + now - start
@@ -179,8 +185,9 @@ def generate_motion(
         return x
 
     step_progress = None if progress is None else (lambda i, n: progress("diffusion", i, n))
+    max_batch = None if torch.device(device).type == "cuda" else CPU_DRAWS_PER_CALL
     residual = sample(denoise, (1, T, L, C), sampler, seed=seed, device=device, constrain=constrain,
-                      progress=step_progress, cancel=cancel)
+                      progress=step_progress, cancel=cancel, max_batch=max_batch)
     latent = dit.to_latent(residual, dit.base_of(cond))[0]
     t0 = _clock(timings, "diffusion", t0)
 

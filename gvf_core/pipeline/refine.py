@@ -129,7 +129,8 @@ class RefineSettings:
 
 REFINE_PRESETS: dict[str, RefineSettings] = {
     # fast: the point fit alone (the rigid transform as its start where it explains the tracks):
-    # 95.9 % of the unrefined vertex error on the 64 validation clips; the latent track fit after it
+    # 95.9 % of the unrefined vertex error on the 64 validation clips from a 1-draw sample, 100.4 %
+    # from the default 8-draw one (the same 3-D error: input view and jitter are its gain); the latent track fit after it
     # rendered the input view 4 dB closer but put the 3-D error back to 101 % (16 clips), and image
     # iterations after the track phase added no 3-D accuracy for 4.5x the time (docs/models.md)
     "fast": RefineSettings(iterations=0, frames_per_step=8, resolution=64, point_fit=True, track_iterations=0),
