@@ -39,6 +39,7 @@ def test_encode_train_eval(tmp_path, capsys):
     assert figures["ceiling"]["vertex_error"] < figures["static"]["vertex_error"]
     assert figures["vertex_error_vs_static"] > 0
     assert figures["split"] == "val" and figures["flow_loss_val"] > 0 and "missing" not in figures
+    assert figures["model_source"] == str(out) and figures["draws"] == 8  # which model and sampler made the figures
 
     # the held-out test split, not encoded: figures without the ceiling and the flow loss, and the fix named
     make_dataset(data, split="test", count=1, config=CLIP, workers=1)

@@ -221,7 +221,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
     if count == 0:
         raise ValueError(f"{data_dir}: no {split} samples to evaluate")
     out = {"split": split, "samples": count, "skipped": skip, "steps": steps, "method": method, "guidance_video": guidance, "draws": draws,
-           "model": models.source, "seconds_per_clip": float(np.mean(seconds)), "render_frames_every": render_every, "image_size": size_in}
+           "model_source": models.source, "seconds_per_clip": float(np.mean(seconds)), "render_frames_every": render_every, "image_size": size_in}
     for name in rows:
         if not rows[name]:
             continue
