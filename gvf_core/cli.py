@@ -101,6 +101,11 @@ def _add_canonical_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("auto", "torch", "gsplat"), default="auto", help="renderer backend (default auto)")
 
 
+def _add_draws_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--draws", type=int, default=DEFAULT_SAMPLER.draws,
+                   help=f"samples averaged into the motion (default {DEFAULT_SAMPLER.draws}: the posterior mean; 1: one sample)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gvf", description="GVF Animate: animate a 3D asset from a driving video.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
@@ -193,8 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=1.0, help="scales the motion magnitude read from the video (default 1)")
     p.add_argument("--guidance", type=float, default=DEFAULT_SAMPLER.guidance_video,
                    help=f"video guidance scale (default {DEFAULT_SAMPLER.guidance_video:g}: the posterior mean; > 1 sharper samples)")
-    p.add_argument("--draws", type=int, default=DEFAULT_SAMPLER.draws,
-                   help=f"samples averaged into the motion (default {DEFAULT_SAMPLER.draws}: the posterior mean; 1: one sample)")
+    _add_draws_option(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--model", default=None, help="model folder with vae.safetensors and dit.safetensors (default: shipped tiny)")
     p.add_argument("--refine", choices=("auto", "off", "fast", "best"), default="auto",
@@ -221,8 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=DEFAULT_SAMPLER.steps)
     p.add_argument("--method", choices=("heun", "euler"), default=DEFAULT_SAMPLER.method)
     p.add_argument("--guidance", type=float, default=DEFAULT_SAMPLER.guidance_video)
-    p.add_argument("--draws", type=int, default=DEFAULT_SAMPLER.draws,
-                   help=f"samples averaged into the motion (default {DEFAULT_SAMPLER.draws}: the posterior mean; 1: one sample)")
+    _add_draws_option(p)
     p.add_argument("--sweep-steps", action="store_true", help="instead: vertex error against step count for euler and heun (one draw each)")
     p.add_argument("--no-images", action="store_true", help="skip the PSNR/SSIM renders (vertex error, jitter and flow loss only)")
     p.add_argument("--per-clip", action="store_true", help="also list each clip's seed and vertex errors (to find the clips a change hurts)")
@@ -252,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--steps", type=int, default=DEFAULT_SAMPLER.steps)
-    p.add_argument("--draws", type=int, default=DEFAULT_SAMPLER.draws, help=f"samples averaged (default {DEFAULT_SAMPLER.draws})")
+    _add_draws_option(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return parser
 

@@ -44,7 +44,9 @@ class SamplerConfig:
 
     @property
     def model_calls(self) -> int:
-        """Sequential model calls (each a batch of all draws and guidance branches)."""
+        """Model evaluations one draw goes through (Heun: two per step but the last). The draws and
+        guidance branches ride in the same calls as a batch; on the CPU the pipeline splits the
+        draws over a few calls per step."""
         return self.steps if self.method == "euler" else 2 * self.steps - 1
 
 
