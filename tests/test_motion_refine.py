@@ -438,3 +438,52 @@ def test_smoothing_over_frames_keeps_steady_motion_and_removes_shake():
     assert smooth_over_frames(shaky, 0.0) is shaky and smooth_over_frames(shaky[:1], 1.0).shape == (1, 5, 14)
     with pytest.raises(ValueError, match="smoothing"):
         replace(REFINE_PRESETS["fast"], smoothing=-1.0).check()
+
+
+def test_restore_depth_keeps_the_refined_rays_at_the_reference_distances():
+    from gvf_core.pipeline.refine import restore_depth
+
+    gen = torch.Generator().manual_seed(0)
+    cam = Cameras.orbit([30.0], elevation_deg=15.0, distance=3.0, fov_deg=40.0, width=32, height=32)
+    w2c = cam.world_to_camera[0]
+    means = 0.3 * torch.randn(50, 3, generator=gen)
+    deltas, reference = (0.1 * torch.randn(4, 50, 14, generator=gen) for _ in range(2))
+    out = restore_depth(deltas, reference, means, w2c)
+
+    def camera(d):
+        return (means + d[..., :3]) @ w2c[:3, :3].T + w2c[:3, 3]
+
+    got, refined, ref = camera(out), camera(deltas), camera(reference)
+    torch.testing.assert_close(got.norm(dim=-1), ref.norm(dim=-1))  # the reference's distance from the camera
+    torch.testing.assert_close(got[..., :2] / got[..., 2:], refined[..., :2] / refined[..., 2:])  # the refined ray
+    torch.testing.assert_close(out[..., 3:], deltas[..., 3:], rtol=0, atol=0)  # only positions move
+    torch.testing.assert_close(restore_depth(deltas, deltas, means, w2c), deltas)  # at its own depth: unchanged
+
+
+@pytest.mark.parametrize("which", ["deforming", "approaching"])
+def test_fast_takes_the_samples_depth_where_the_rigid_transform_starts_the_fit(case, rigid_case, which):
+    """``rigid_rays_only``: where the rigid transform explains the tracks and starts the point fit,
+    the refined motion keeps its rays at the sample's distances from the camera (approaching: the
+    sample is the true motion); where it does not (deforming), nothing changes."""
+    c = case if which == "deforming" else rigid_case
+    fast = replace(REFINE_PRESETS["fast"], resolution=QUICK.resolution, point_fit_iterations=150, smoothing=0.0)
+    assert fast.rigid_rays_only
+    start = c["start"] if which == "deforming" else c["truth"]
+    targets = refine_targets(c["frames"], c["K"], c["w2c"], fast.resolution)
+    outs = {on: refine_motion(c["models"], c["bound"], start, targets, replace(fast, rigid_rays_only=on), seed=0,
+                              solver=c["solver"], rest_points=c["bound"].canonical.means) for on in (True, False)}
+    R, t = c["w2c"][:3, :3], c["w2c"][:3, 3]
+
+    def distance(motion):
+        return (motion.gaussians.means @ R.T + t).norm(dim=-1)
+
+    if which == "deforming":
+        assert not outs[True].report["rigid"]["used"]
+        torch.testing.assert_close(outs[True].motion.vertices, outs[False].motion.vertices, rtol=0, atol=0)
+    else:
+        assert outs[True].report["rigid"]["used"]
+        torch.testing.assert_close(distance(outs[True].motion), distance(start), atol=1e-5, rtol=0)
+        assert not torch.allclose(distance(outs[False].motion), distance(start), atol=1e-4)
+        kept, own = (_error_3d(c, o.motion) for o in (outs[True], outs[False]))
+        print(f"approach from the true motion: 3-D error, sample's depth {kept:.4f}, the transform's {own:.4f}")
+        assert kept < 0.1 * _error_3d(c, c["start"])
