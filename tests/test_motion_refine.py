@@ -478,10 +478,11 @@ def test_fast_takes_the_samples_depth_where_the_rigid_transform_starts_the_fit(c
         return (motion.gaussians.means @ R.T + t).norm(dim=-1)
 
     if which == "deforming":
-        assert not outs[True].report["rigid"]["used"]
+        assert not outs[True].report["rigid"]["used"] and not outs[True].report["point_fit"]["sample_depth"]
         torch.testing.assert_close(outs[True].motion.vertices, outs[False].motion.vertices, rtol=0, atol=0)
     else:
-        assert outs[True].report["rigid"]["used"]
+        assert outs[True].report["rigid"]["used"] and outs[True].report["point_fit"]["sample_depth"]
+        assert not outs[False].report["point_fit"]["sample_depth"]
         torch.testing.assert_close(distance(outs[True].motion), distance(start), atol=1e-5, rtol=0)
         assert not torch.allclose(distance(outs[False].motion), distance(start), atol=1e-4)
         kept, own = (_error_3d(c, o.motion) for o in (outs[True], outs[False]))

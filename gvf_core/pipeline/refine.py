@@ -503,7 +503,7 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
         root = None
         with torch.no_grad():
             latent.copy_(fitted)
-        point_report = {"points": len(rest_points), "seconds": time.perf_counter() - t0}
+        point_report = {"points": len(rest_points), "seconds": time.perf_counter() - t0, "sample_depth": sample_depth}
     optimizer = torch.optim.Adam(params)
     with _frozen(vae), torch.enable_grad():
         track_history = []
