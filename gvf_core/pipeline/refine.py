@@ -133,7 +133,8 @@ class RefineSettings:
 REFINE_PRESETS: dict[str, RefineSettings] = {
     # fast: the point fit alone (the rigid transform as its start where it explains the tracks):
     # 95.9 % of the unrefined vertex error on the 64 validation clips from a 1-draw sample, 100.4 %
-    # from the default 8-draw one, 97.8 % with rigid_rays_only (test clips 98.8 %); the latent track fit after it
+    # from the default 8-draw one, 97.8 % with rigid_rays_only (test clips 98.8 %), 98.0 % (99.0 %) from the
+    # sample with the lift's rigid threshold at 0.115; the latent track fit after it
     # rendered the input view 4 dB closer but put the 3-D error back to 101 % (16 clips), and image
     # iterations after the track phase added no 3-D accuracy for 4.5x the time (docs/models.md)
     # rigid_rays_only: on the 13 validation clips where the rigid transform starts the point fit, its
@@ -147,7 +148,7 @@ REFINE_PRESETS: dict[str, RefineSettings] = {
 def default_refine_mode(device: str) -> str:
     """What ``auto`` means on ``device``: ``fast`` on every device. On the CPU it costs ~15 s per
     24 frames on one thread, against ~9 s for generation; from the default 8-draw sample it takes
-    the vertex error to 97.8 % of unrefined and renders the input view 2.2 dB closer to the video
+    the vertex error to 98.0 % of unrefined and renders the input view 2.2 dB closer to the video
     with less jitter (validation set, docs/models.md); on a GPU it is not yet measured but only
     cheaper."""
     del device  # one answer today; kept so the choice stays per device
