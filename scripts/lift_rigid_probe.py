@@ -26,10 +26,8 @@ THRESHOLDS = (0.15, 0.14, 0.13, 0.12, 0.115, 0.11, 0.10)
 
 def probe(data: str, split: str, limit: int | None, skip: int) -> None:
     from gvf_core.eval.animate import _clip_inputs, _samples
-    from gvf_core.models.rigid_motion import RootTransform, fit_rigid_motion
-    from gvf_core.models.track_lift import RIGID_POINTS, lift_tracks
-    from gvf_core.models.video_inputs import project
-    from gvf_core.models.video_tracks import DISPLACEMENT_SCALE, clip_tracks, track_weights, visibility_surface
+    from gvf_core.models.track_lift import lift_motion, lift_tracks
+    from gvf_core.models.video_tracks import clip_tracks, visibility_surface
     from gvf_core.pipeline.core import load_models
 
     models = load_models(None, "cpu")
@@ -41,12 +39,10 @@ def probe(data: str, split: str, limit: int | None, skip: int) -> None:
         surface = visibility_surface(bound.canonical.means)
         tracks = clip_tracks(points, surface, video.pixels, K, w2c).float()
         frames = tracks.shape[0]
-        subset = torch.arange(0, len(points), max(1, len(points) // RIGID_POINTS))  # as lift_motion
-        root = RootTransform(frames, points)
-        position = project(points[subset], K, w2c, size)[None] + tracks[:, subset, :2] / DISPLACEMENT_SCALE
-        fit = fit_rigid_motion(root, points[subset], position, track_weights(tracks[:, subset]), K, w2c, size)
+        lifted = lift_motion(points, tracks, K, w2c, size)  # the lift's own fit, used or not
+        fit = lifted.rigid
         with torch.no_grad():
-            rigid = root.apply(rest[None].expand(frames, -1, -1), torch.arange(frames))
+            rigid = lifted.root.apply(rest[None].expand(frames, -1, -1), torch.arange(frames))
         vertex_tracks = clip_tracks(rest, surface, video.pixels, K, w2c).float()
         plane = rest[None] + lift_tracks(rest, vertex_tracks, K, w2c, size)
 

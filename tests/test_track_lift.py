@@ -124,7 +124,12 @@ def test_lift_takes_the_rigid_transform_when_it_explains_the_tracks():
     assert LIFT_RIGID_RESIDUAL < lifted.rigid["residual_px"] / lifted.rigid["motion_px"] < 0.15
     assert not lifted.rigid["used"]
     torch.testing.assert_close(lifted.displacement, lift_tracks(points, tracks, K, w2c, S))
-    assert lift_motion(points, tracks, K, w2c, S, residual=0.15).rigid["used"]
+    taken = lift_motion(points, tracks, K, w2c, S, residual=0.15)
+    assert taken.rigid["used"]
+    # the fitted transform comes back used or not (scripts/lift_rigid_probe.py applies it to other points)
+    with torch.no_grad():
+        torch.testing.assert_close(lifted.root.apply(points[None].expand(T, -1, -1), torch.arange(T))[1:],
+                                   points[None] + taken.displacement[1:])
     # a bend is not one rigid motion: the plane lift stays
     bent = points[None] + torch.linspace(0, 1, T)[:, None, None] * torch.stack(
         [0.3 * points[:, 2] ** 2 * 4, torch.zeros(1024), torch.zeros(1024)], -1)[None]

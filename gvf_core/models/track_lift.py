@@ -70,6 +70,7 @@ def lift_tracks(points: Tensor, tracks: Tensor, K: Tensor, world_to_camera: Tens
 class LiftedMotion:
     displacement: Tensor  # [T, P, 3] model frame
     rigid: dict  # the rigid fit: residual_px, motion_px, used
+    root: RootTransform | None = None  # the fitted transform, used or not (None when none was fitted)
 
 
 def lift_motion(points: Tensor, tracks: Tensor, K: Tensor, world_to_camera: Tensor, size: int,
@@ -78,7 +79,7 @@ def lift_motion(points: Tensor, tracks: Tensor, K: Tensor, world_to_camera: Tens
     one rigid transform per frame where it explains the tracks (``rigid``: its fit leaves less
     than ``residual`` of the tracked motion), else :func:`lift_tracks`."""
     points, tracks, K, w2c = points.float().cpu(), tracks.float().cpu(), K.float().cpu(), world_to_camera.float().cpu()
-    fit = {"used": False}
+    fit, root = {"used": False}, None
     if rigid and tracks.shape[0] >= 2:
         subset = torch.arange(0, len(points), max(1, len(points) // RIGID_POINTS))
         root = RootTransform(tracks.shape[0], points)
@@ -91,8 +92,8 @@ def lift_motion(points: Tensor, tracks: Tensor, K: Tensor, world_to_camera: Tens
                 moved = root.apply(points[None].expand(len(frames), -1, -1), frames)
             displacement = moved - points[None]
             displacement[0] = 0
-            return LiftedMotion(displacement, fit)
-    return LiftedMotion(lift_tracks(points, tracks, K, w2c, size), fit)
+            return LiftedMotion(displacement, fit, root)
+    return LiftedMotion(lift_tracks(points, tracks, K, w2c, size), fit, root)
 
 
 def lifted_latent(vae: GVFVAE, rest_points: Tensor, anchors: Tensor, displacement: Tensor, scale: float = 1.0) -> Tensor:
