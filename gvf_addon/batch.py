@@ -91,10 +91,10 @@ def is_done(asset_dir: Path) -> bool:
 
 
 def _write_report(asset_dir: Path, report: dict) -> None:
-    asset_dir.mkdir(parents=True, exist_ok=True)
-    tmp = asset_dir / f".{REPORT}.partial"
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    tmp.replace(asset_dir / REPORT)
+    from gvf_core.atomic_write import atomic_path  # bpy- and torch-free: imports in Blender's Python
+
+    with atomic_path(asset_dir / REPORT) as tmp:
+        tmp.write_text(json.dumps(report, indent=2, default=str))
 
 
 # ------------------------------------------------------------------------------- Blender side

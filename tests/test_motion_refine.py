@@ -97,6 +97,27 @@ def test_refinement_is_deterministic_under_a_seed(case):
     torch.testing.assert_close(a.motion.latent, b.motion.latent, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("mode", ["fast", "best"])
+def test_shipped_modes_repeat_bit_for_bit_with_several_threads(case, mode):
+    """With two CPU threads, gradients gathered from neighbours once added up in a varying order
+    (the fast mode's vertices differed by ~2e-6 from run to run; this test with the old gathers failed
+    2 runs of 2); neighbour_lengths fixes it."""
+    preset = REFINE_PRESETS[mode]
+    s = replace(preset, resolution=QUICK.resolution, point_fit_iterations=150, iterations=min(preset.iterations, 6),
+                track_iterations=min(preset.track_iterations, 6))
+    targets = refine_targets(case["frames"], case["K"], case["w2c"], s.resolution)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = [refine_motion(case["models"], case["bound"], case["start"], targets, s, seed=1, solver=case["solver"],
+                              rest_points=case["bound"].canonical.means).motion for _ in range(3)]
+    finally:
+        torch.set_num_threads(threads)
+    for other in runs[1:]:
+        torch.testing.assert_close(other.vertices, runs[0].vertices, rtol=0, atol=0)
+        torch.testing.assert_close(other.latent, runs[0].latent, rtol=0, atol=0)
+
+
 def test_cancel_returns_the_unrefined_motion_intact(case):
     s = RefineSettings(iterations=50, frames_per_step=2, resolution=32)
     targets = refine_targets(case["frames"], case["K"], case["w2c"], s.resolution)

@@ -57,6 +57,17 @@ def neighbours(points: Tensor, k: int) -> Tensor:
     return torch.as_tensor(idx[:, 1:], dtype=torch.long).reshape(len(pts), k)
 
 
+def neighbour_lengths(points: Tensor, edges: Tensor) -> Tensor:
+    """[..., P, k] distances from each of ``points`` [..., P, 3] to its neighbours ``edges`` [P, k].
+
+    The neighbours are gathered with ``index_select``, whose backward adds up in a fixed order:
+    ``points[..., edges, :]`` gave gradients that differed run to run in the last bits with
+    more than one CPU thread, and refinement must repeat exactly under a seed.
+    """
+    ends = points.index_select(-2, edges.reshape(-1)).unflatten(-2, edges.shape)
+    return (points.unsqueeze(-2) - ends).norm(dim=-1)
+
+
 def fit_template(points: Tensor, start: Tensor, positions: Tensor, weights: Tensor, K: Tensor,
                  world_to_camera: Tensor, size: int, pixels: float | None = None,
                  settings: TemplateFitSettings = TemplateFitSettings(),
@@ -80,7 +91,7 @@ def fit_template(points: Tensor, start: Tensor, positions: Tensor, weights: Tens
     if T < 2:
         return torch.zeros_like(start)
     edges = neighbours(points, settings.neighbours).to(points.device)
-    rest_length = (points[:, None] - points[edges]).norm(dim=-1)  # [P, k]
+    rest_length = neighbour_lengths(points, edges)  # [P, k]
     anchor = (points[None] + start.detach().float())[1:]  # [T-1, P, 3]
     moved = anchor.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([moved], lr=settings.lr * diag)
@@ -90,7 +101,7 @@ def fit_template(points: Tensor, start: Tensor, positions: Tensor, weights: Tens
             if cancel is not None and cancel():
                 raise Cancelled("cancelled while fitting the points to their tracks")
             error = track_pixel_error(moved, positions[1:], K, world_to_camera, size, pixels if pixels else size)
-            length = (moved[:, :, None] - moved[:, edges]).norm(dim=-1)
+            length = neighbour_lengths(moved, edges)
             loss = (weighted_track_loss(error, w)
                     + settings.w_edge * ((length - rest_length) / scale).pow(2).mean()
                     + settings.w_prior * ((moved - anchor) / scale).pow(2).sum(-1).mean())
@@ -108,4 +119,4 @@ def fit_template(points: Tensor, start: Tensor, positions: Tensor, weights: Tens
     return out
 
 
-__all__ = ["TOLERANCE", "TemplateFitSettings", "fit_template", "neighbours"]
+__all__ = ["TOLERANCE", "TemplateFitSettings", "fit_template", "neighbour_lengths", "neighbours"]

@@ -59,7 +59,7 @@ from gvf_core.cameras import Cameras
 from gvf_core.gaussians import Gaussians
 from gvf_core.metrics import ssim
 from gvf_core.models.sampler import Cancelled
-from gvf_core.models.template_fit import TemplateFitSettings, fit_template, neighbours
+from gvf_core.models.template_fit import TemplateFitSettings, fit_template, neighbour_lengths, neighbours
 from gvf_core.models.vae import apply_deltas, encode_points
 from gvf_core.models.vae_inputs import anchor_indices
 from gvf_core.models.video_inputs import ALPHA_THRESHOLD, VideoInputError, crop_intrinsics, prepare_video, project
@@ -251,9 +251,15 @@ def track_targets(canonical: Gaussians, targets: RefineTargets, points: int, hid
     failed and the chained track was used, and is 0 where the track leaves the object mask.
     """
     means = canonical.means.detach().cpu().float()
-    index = anchor_indices(means, min(points, canonical.num)).cpu()
+    index = tracked_gaussians(canonical, points)
     position, weight = point_tracks(means[index], means, targets, hidden_weight)
     return TrackTargets(index=index, position=position, weight=weight)
+
+
+def tracked_gaussians(canonical: Gaussians, points: int) -> Tensor:
+    """Indices [P] (on the CPU) of the ``points`` farthest-point-sampled canonical Gaussians that
+    refinement tracks (all of them when there are fewer)."""
+    return anchor_indices(canonical.means.detach().cpu().float(), min(points, canonical.num)).cpu()
 
 
 def point_tracks(points: Tensor, means: Tensor, targets: RefineTargets, hidden_weight: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -392,7 +398,7 @@ def _fit_tracks(vae, canonical: Gaussians, anchors: Tensor, latent: Tensor, prio
     stacked = Gaussians.stack([subset])
     rest = subset.means
     edges = neighbours(rest, settings.rigidity_neighbours).to(device)
-    d0 = (rest[:, None] - rest[edges]).norm(dim=-1)
+    d0 = neighbour_lengths(rest, edges)
     spacing = d0.mean().clamp(min=1e-6)
     optimizer = torch.optim.Adam([latent], lr=settings.lr)
     T = latent.shape[0]
@@ -407,7 +413,7 @@ def _fit_tracks(vae, canonical: Gaussians, anchors: Tensor, latent: Tensor, prio
             frames = torch.arange(1, T, device=device)
         deltas = vae.decode(latent[None, frames], anchors[None], stacked)[0]  # [F, P, 14]
         pos = rest + deltas[..., :3]
-        d = (pos[:, :, None] - pos[:, edges]).norm(dim=-1)
+        d = neighbour_lengths(pos, edges)
         if root is not None:
             pos = root.apply(pos, frames)
         losses = {"track": track_loss(pos, tracks, frames, crops),
@@ -540,8 +546,7 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
             if offsets is not None:
                 base = canonical.means + deltas[..., :3].detach()  # decoded positions, no residual
                 pos = base + offsets[frames]
-                d_new = (pos[:, :, None] - pos[:, edges]).norm(dim=-1)
-                d_old = (base[:, :, None] - base[:, edges]).norm(dim=-1)
+                d_new, d_old = neighbour_lengths(pos, edges), neighbour_lengths(base, edges)
                 losses["rigidity"] = (d_new - d_old).pow(2).mean() / spacing2
                 acc = offsets[2:] - 2 * offsets[1:-1] + offsets[:-2] if T >= 3 else offsets[:0]
                 losses["smooth"] = acc.pow(2).sum(-1).mean() / spacing2 if T >= 3 else offsets.sum() * 0
@@ -597,15 +602,15 @@ def _clip_tracks(canonical: Gaussians, targets: RefineTargets, settings: RefineS
     if settings.w_track <= 0 and not settings.point_fit:
         return None, None
     means = canonical.means.detach().cpu().float()
-    index = anchor_indices(means, min(settings.track_points, canonical.num)).cpu()
-    index = index if settings.w_track > 0 else index[:0]
+    tracked = settings.w_track > 0
+    index = tracked_gaussians(canonical, settings.track_points) if tracked else torch.zeros(0, dtype=torch.long)
     extra = rest_points.detach().cpu().float() if settings.point_fit else means[:0]
     position, weight = point_tracks(torch.cat([means[index], extra]), means, targets, settings.w_track_hidden)
     n = len(index)
     # contiguous copies: the fits then reduce in the same order as on separately tracked sets
     gaussians = TrackTargets(index, position[:, :n].contiguous(), weight[:, :n].contiguous())
     points = (position[:, n:].contiguous(), weight[:, n:].contiguous())
-    return (gaussians if settings.w_track > 0 else None), (points if settings.point_fit else None)
+    return (gaussians if tracked else None), (points if settings.point_fit else None)
 
 
 def _fit_points(vae, canonical: Gaussians, anchors: Tensor, points: Tensor, tracked: tuple[Tensor, Tensor],
@@ -638,4 +643,4 @@ def _fit_points(vae, canonical: Gaussians, anchors: Tensor, points: Tensor, trac
 __all__ = ["REFINE_MODES", "REFINE_PRESETS", "ROOT_MODES", "RefineInputError", "RefineOutcome", "RefineSettings",
            "RefineTargets", "RootTransform", "TrackTargets", "default_refine_mode", "fit_rigid", "image_losses",
            "latent_terms", "point_tracks", "refine_motion", "refine_settings", "refine_targets", "restore_depth",
-           "smooth_over_frames", "track_error", "track_loss", "track_targets"]
+           "smooth_over_frames", "track_error", "track_loss", "track_targets", "tracked_gaussians"]
