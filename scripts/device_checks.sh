@@ -32,7 +32,10 @@ DATA=${DATA:-data/device}
 SITE=/tmp/gvf_site
 GSPLAT_SITE=/tmp/gvf_gsplat
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# the same build settings in every process: each one that imports gsplat regenerates its ninja file,
+# and different nvcc flags (an unset arch list means "detect") would rebuild the kernels from scratch
 export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-/tmp/gvf_torch_extensions}
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-8}
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.txt
 LOG=$OUT/log.txt
@@ -92,7 +95,7 @@ if [[ $DEVICE == cuda && $HAVE_GSPLAT_WHEEL == 1 ]] && ((BUILD_LIMIT < 60)); the
   note "no time left to compile gsplat (${BUILD_LIMIT} s): the gsplat steps are skipped"
 elif [[ $DEVICE == cuda && $HAVE_GSPLAT_WHEEL == 1 ]]; then
   (
-    export PYTHONPATH=$PYTHONPATH:$GSPLAT_SITE TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-8}
+    export PYTHONPATH=$PYTHONPATH:$GSPLAT_SITE VERBOSE=1  # gsplat: the compiler output, into log.txt
     t0=$SECONDS
     timeout "$BUILD_LIMIT" "$PY" -c "
 import sys
@@ -103,7 +106,7 @@ sys.exit(0 if ok else 1)" > "$OUT/gsplat_build.tmp" 2>&1
     echo "gsplat build: rc=$?, $((SECONDS - t0)) s" >> "$OUT/gsplat_build.tmp"
   ) &
   BUILD=$!
-  note "gsplat compiles in the background (MAX_JOBS=${MAX_JOBS:-8} of $(nproc) cores) during tests_torch and eval_fast"
+  note "gsplat compiles in the background (arch $TORCH_CUDA_ARCH_LIST, MAX_JOBS=$MAX_JOBS of $(nproc) cores) during tests_torch and eval_fast"
 elif [[ $DEVICE == cuda ]]; then
   note "no gsplat wheel in .whl (bash scripts/device_prepare.sh): the gsplat steps are skipped"
 fi
