@@ -33,3 +33,22 @@ def test_demo_writes_the_animation(tmp_path):
     except ImportError:
         return
     assert (tmp_path / "demo" / "animated.blend").stat().st_size > 0
+
+
+def test_stage_clock_waits_for_queued_cuda_work(monkeypatch):
+    """Stage timings on CUDA: each stage's kernels finish before its clock stops (without the wait,
+    asynchronous GPU work is counted in whichever later stage first reads a result back)."""
+    import torch
+
+    from gvf_core.pipeline import core
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: calls.append("sync"))
+    timings = {}
+    now = core._clock(timings, "diffusion", 0.0)
+    assert calls == ["sync"] and timings["diffusion"] == now
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)  # CUDA present but unused: no wait
+    core._clock(timings, "decode", now)
+    assert calls == ["sync"] and set(timings) == {"diffusion", "decode"}

@@ -42,6 +42,8 @@ def run(frames: int = 24, steps: int = DEFAULT_SAMPLER.steps, device: str = "cpu
     cost of averaging ``draws`` samples shows as a ratio."""
     out = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(), "steps": steps,
            "method": DEFAULT_SAMPLER.method, "guidance_video": DEFAULT_SAMPLER.guidance_video, "draws": draws}
+    if device.startswith("cuda"):
+        out["gpu"] = torch.cuda.get_device_name(torch.device(device))
     t0 = time.perf_counter()
     models = load_models(None, device)
     out["load_models_s"] = time.perf_counter() - t0

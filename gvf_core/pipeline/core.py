@@ -98,6 +98,11 @@ threads; one thread: 4.7 against 6.1 s), the result the same to 1e-6."""
 
 
 def _clock(timings: dict, stage: str, start: float) -> float:
+    """Add the seconds since ``start`` to ``timings[stage]`` and return the time now. On CUDA it
+    first waits for the queued kernels, so a stage's GPU work is counted in that stage, not in
+    the next one that reads a result back."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
     now = time.perf_counter()
     timings[stage] = timings.get(stage, 0.0) + now - start
     return now
