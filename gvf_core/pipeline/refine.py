@@ -251,15 +251,15 @@ def track_targets(canonical: Gaussians, targets: RefineTargets, points: int, hid
     failed and the chained track was used, and is 0 where the track leaves the object mask.
     """
     means = canonical.means.detach().cpu().float()
-    index = tracked_gaussians(canonical, points)
+    index = tracked_gaussians(means, points)
     position, weight = point_tracks(means[index], means, targets, hidden_weight)
     return TrackTargets(index=index, position=position, weight=weight)
 
 
-def tracked_gaussians(canonical: Gaussians, points: int) -> Tensor:
-    """Indices [P] (on the CPU) of the ``points`` farthest-point-sampled canonical Gaussians that
-    refinement tracks (all of them when there are fewer)."""
-    return anchor_indices(canonical.means.detach().cpu().float(), min(points, canonical.num)).cpu()
+def tracked_gaussians(means: Tensor, points: int) -> Tensor:
+    """Indices [P] (on the CPU) of the ``points`` farthest-point-sampled canonical Gaussians, of
+    means [N, 3] (on the CPU), that refinement tracks (all of them when there are fewer)."""
+    return anchor_indices(means, min(points, len(means))).cpu()
 
 
 def point_tracks(points: Tensor, means: Tensor, targets: RefineTargets, hidden_weight: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -603,7 +603,7 @@ def _clip_tracks(canonical: Gaussians, targets: RefineTargets, settings: RefineS
         return None, None
     means = canonical.means.detach().cpu().float()
     tracked = settings.w_track > 0
-    index = tracked_gaussians(canonical, settings.track_points) if tracked else torch.zeros(0, dtype=torch.long)
+    index = tracked_gaussians(means, settings.track_points) if tracked else torch.zeros(0, dtype=torch.long)
     extra = rest_points.detach().cpu().float() if settings.point_fit else means[:0]
     position, weight = point_tracks(torch.cat([means[index], extra]), means, targets, settings.w_track_hidden)
     n = len(index)
