@@ -36,6 +36,20 @@ export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # and different nvcc flags (an unset arch list means "detect") would rebuild the kernels from scratch
 export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-/tmp/gvf_torch_extensions}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-8}
+# torch's extension builder takes CUDA_HOME, when unset, from the folder above the `nvcc` on the PATH.
+# On this workplace's images that is a wrapper script, /usr/local/bin/nvcc, so CUDA_HOME became
+# /usr/local: nvcc still found its headers but g++ did not (gsplat's .cpp files: "fatal error:
+# cuda_runtime.h: No such file or directory", seen with nvcc 13.0 and torch 2.11). Take the first
+# folder that holds CUDA's headers.
+if [[ -z ${CUDA_HOME:-} ]]; then
+  NVCC_REAL=$(readlink -f "$(command -v nvcc 2>/dev/null)" 2>/dev/null)
+  for dir in /usr/local/cuda "${NVCC_REAL%/bin/nvcc}" /usr/local/cuda-*; do
+    if [[ -n $dir && -f $dir/include/cuda_runtime.h ]]; then
+      export CUDA_HOME=$dir
+      break
+    fi
+  done
+fi
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.txt
 LOG=$OUT/log.txt
@@ -73,10 +87,11 @@ HAVE_GSPLAT_WHEEL=0
 install_wheels "$GSPLAT_SITE" 'gsplat-*.whl' && HAVE_GSPLAT_WHEEL=1
 export PYTHONPATH=$PWD:$SITE
 "$PY" - "$DEVICE" >> "$SUMMARY" 2>> "$LOG" <<'EOF'
-import platform, subprocess, sys
+import os, platform, subprocess, sys
 import numpy, torch
 print(f"python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, "
-      f"asked device {sys.argv[1]}, cuda available {torch.cuda.is_available()}")
+      f"asked device {sys.argv[1]}, cuda available {torch.cuda.is_available()}, "
+      f"CUDA_HOME {os.environ.get('CUDA_HOME', 'unset')}")
 if torch.cuda.is_available():
     print("gpu:", torch.cuda.get_device_name(0), f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB")
     try:
