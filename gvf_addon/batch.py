@@ -239,9 +239,8 @@ def _bar(total: int, show: bool):
     return tqdm(total=total, desc="gvf batch", unit="asset", disable=not show, dynamic_ncols=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    if argv is None:
-        argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
+def parse(argv: list[str]) -> tuple[argparse.Namespace, JobSettings]:
+    """The command line's arguments and the job settings they give every asset."""
     p = argparse.ArgumentParser(prog="python -m gvf_addon.batch", description=__doc__.split("\n")[0])
     p.add_argument("--assets", required=True, type=Path, help="folder of mesh files")
     p.add_argument("--video", required=True, type=Path, help="one driving video, or a folder with <asset>.mp4 per asset")
@@ -257,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--model", default="", help="model folder (default: the shipped model)")
     p.add_argument("--num-gaussians", type=int, default=None, help="canonical Gaussians per asset (default 4096)")
+    p.add_argument("--appearance-views", type=int, default=0,
+                   help="render each asset from this many views in Blender and fit the Gaussians' colours to them (default 0: off)")
     p.add_argument("--worker-python", default=None, help="Python with torch that runs the model (default: this one)")
     p.add_argument("--site-dir", action="append", default=[],
                    help="folder put first on the worker's sys.path (the add-on's private dependency folder); repeatable")
@@ -269,7 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     options = {} if args.num_gaussians is None else {"num_gaussians": args.num_gaussians}
     settings = JobSettings(video_path=str(args.video), first_frame=args.first_frame, frames=args.frames,
                            steps=args.steps, seed=args.seed, strength=args.strength, refine=args.refine,
-                           mode=args.mode, device=args.device, model_dir=args.model, options=options)
+                           mode=args.mode, device=args.device, model_dir=args.model, options=options,
+                           appearance_views=args.appearance_views)
+    return args, settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
+    args, settings = parse(argv)
     worker_kwargs = {"python_executable": args.worker_python, "site_dirs": args.site_dir}
     summary = run_batch(args.assets, args.video, args.out, settings, args.shard, show_progress=not args.no_progress,
                         worker_kwargs=worker_kwargs)

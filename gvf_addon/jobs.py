@@ -81,6 +81,7 @@ class Job:
     frame_start: int
     job_dir: Path
     kind: str = "animate"
+    scene_name: str = ""  # the scene the job was started in: its timeline gets the result, whichever is current then
 
 
 def _video_path(path: str) -> str:
@@ -134,7 +135,8 @@ def prepare_animate(context, obj, settings: JobSettings, job_dir=None, camera_ob
         options=_request_options(settings), gaussians=settings.mode == "POINT_CLOUD", save_state=True,
         views_dir=views,
     )
-    return Job(obj.name, request, arrays["matrix_world"], settings.mode, settings.frame_start, job_dir)
+    return Job(obj.name, request, arrays["matrix_world"], settings.mode, settings.frame_start, job_dir,
+               scene_name=context.scene.name)
 
 
 def prepare_extend(context, obj, settings: JobSettings, job_dir=None) -> Job:
@@ -160,7 +162,8 @@ def prepare_extend(context, obj, settings: JobSettings, job_dir=None) -> Job:
                               save_state=True, refine=settings.refine)
     matrix = np.array(result.get("gvf_matrix_world") or np.eye(4).ravel().tolist(), dtype=np.float64).reshape(4, 4)
     return Job(obj.name, request, matrix, str(result.get("gvf_mode", settings.mode)),
-               int(result.get("gvf_frame_start", settings.frame_start)), job_dir, kind="extend")
+               int(result.get("gvf_frame_start", settings.frame_start)), job_dir, kind="extend",
+               scene_name=context.scene.name)
 
 
 def run_sync(job: Job, worker, progress=None, cancel=None, timeout: float | None = None):
@@ -200,11 +203,16 @@ def apply_result(context, job: Job, result: P.JobResult, event: P.ResultEvent | 
     source = bpy.data.objects.get(job.source_name)
     if source is None:
         raise JobError(f"the object {job.source_name!r} the job was made for is gone; nothing was written")
+    target = context
+    if job.scene_name and job.scene_name != context.scene.name:  # the user switched scenes while it ran
+        target = bpy.data.scenes.get(job.scene_name)
+        if target is None:
+            raise JobError(f"the scene {job.scene_name!r} the job was started in is gone; nothing was written")
     vertices = to_local(result.vertices, job.matrix_world)
     points = None
     if job.mode == "POINT_CLOUD" and result.gaussian_means is not None:
         points = to_local(result.gaussian_means, job.matrix_world)
-    obj = write_animation(context, source, vertices, job.mode, fps=result.fps, frame_start=job.frame_start,
+    obj = write_animation(target, source, vertices, job.mode, fps=result.fps, frame_start=job.frame_start,
                           points=points, pc2_path=pc2_path if job.mode == "MESH_CACHE" else None)
     obj["gvf_matrix_world"] = np.asarray(job.matrix_world, dtype=np.float64).ravel().tolist()
     if event is not None and event.state_path:

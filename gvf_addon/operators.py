@@ -325,6 +325,7 @@ def batch_command(assets: str, video: str, out: str, settings, worker: dict) -> 
             "--assets", assets, "--video", video, "--out", out, "--mode", settings.mode, "--steps", str(settings.steps),
             "--seed", str(settings.seed), "--strength", str(settings.strength), "--refine", settings.refine,
             "--device", settings.device, "--frames", str(settings.frames), "--first-frame", str(settings.first_frame),
+            "--appearance-views", str(settings.appearance_views),
             "--worker-python", worker["python_executable"], "--no-progress",
             *[a for d in worker["site_dirs"] for a in ("--site-dir", str(d))],
             *(["--model", settings.model_dir] if settings.model_dir else [])]

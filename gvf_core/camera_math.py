@@ -10,8 +10,8 @@ import numpy as np
 
 DEFAULT_CAMERA = {"azimuth_deg": 0.0, "elevation_deg": 10.0, "fov_deg": 40.0, "fill": 0.8}
 """The documented front camera: from −Y (Blender's front view) looking at the rest mesh's
-bounding-box centre, 10° above, 40° horizontal field of view, the bounding sphere
-filling 80 % of the frame (docs/pipeline.md)."""
+bounding-box centre, 10° above, 40° field of view across the longer image side (Blender's
+Auto sensor fit), the bounding sphere filling 80 % of the shorter side (docs/pipeline.md)."""
 
 
 def intrinsics(width: int, height: int, fov_deg: float) -> np.ndarray:
@@ -50,11 +50,11 @@ def front_camera(world_vertices: np.ndarray, width: int, height: int) -> tuple[n
     centre = (lo + hi) / 2
     radius = float(np.linalg.norm(v - centre, axis=-1).max())
     c = DEFAULT_CAMERA
-    fov_v = 2 * math.degrees(math.atan(math.tan(math.radians(c["fov_deg"]) / 2) * height / width))
-    half = math.radians(min(c["fov_deg"], fov_v)) / 2
+    K = intrinsics(width, height, c["fov_deg"])
+    half = math.atan(0.5 * min(width, height) / K[0, 0])  # the field of view across the shorter side
     distance = radius / (math.sin(half) * c["fill"])
     eye = centre + distance * orbit_offset(c["azimuth_deg"], c["elevation_deg"])
-    return intrinsics(width, height, c["fov_deg"]), look_at(eye, centre)
+    return K, look_at(eye, centre)
 
 
 def camera_dict(K: np.ndarray, world_to_camera: np.ndarray, width: int, height: int) -> dict:

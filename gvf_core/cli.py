@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -99,6 +100,18 @@ def _add_canonical_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("gif", "mp4"), default="gif", help="turntable format (default gif)")
     p.add_argument("--up", choices=("auto", "y", "z"), default="auto", help="up axis of the file (auto: +Y, as glTF and most OBJ/PLY)")
     p.add_argument("--backend", choices=("auto", "torch", "gsplat"), default="auto", help="renderer backend (default auto)")
+
+
+def _at_least(minimum: int):
+    """argparse type: an integer no smaller than ``minimum``."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its "invalid integer value" message
+    return parse
 
 
 def _add_draws_option(p: argparse.ArgumentParser) -> None:
@@ -210,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--model", default=None, help="VAE file or folder (default: the shipped tiny VAE)")
     p.add_argument("--data", default="data/gvf", help="data set folder; its val split is made there first if missing (default data/gvf)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N validation samples")
+    p.add_argument("--limit", type=_at_least(1), default=None, help="evaluate only the first N validation samples")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
     p = ev.add_parser("animate", help="generated motion on the fixed validation (or test) set, beside the static baseline and the VAE ceiling")
@@ -219,14 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="data/gvf", help="data set folder; the split is made there first if missing (default data/gvf)")
     p.add_argument("--split", choices=("val", "test"), default="val",
                    help="fixed seed set to evaluate (default val; test: the held-out set, 256 clips, for figures nothing was tuned on)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples of the split")
-    p.add_argument("--skip", type=int, default=0,
+    p.add_argument("--limit", type=_at_least(1), default=None, help="evaluate only the first N samples of the split")
+    p.add_argument("--skip", type=_at_least(0), default=0,
                    help="leave out the first N samples of the split (split a long run: --limit 32 and --skip 32 --limit 32)")
     p.add_argument("--steps", type=int, default=DEFAULT_SAMPLER.steps)
     p.add_argument("--method", choices=("heun", "euler"), default=DEFAULT_SAMPLER.method)
     p.add_argument("--guidance", type=float, default=DEFAULT_SAMPLER.guidance_video)
     _add_draws_option(p)
-    p.add_argument("--sweep-steps", action="store_true", help="instead: vertex error against step count for euler and heun (one draw each)")
+    p.add_argument("--sweep-steps", action="store_true",
+                   help="instead: vertex error against step count for euler and heun (one draw each; --steps, --method and --draws do not apply)")
     p.add_argument("--no-images", action="store_true", help="skip the PSNR/SSIM renders (vertex error, jitter and flow loss only)")
     p.add_argument("--per-clip", action="store_true", help="also list each clip's seed and vertex errors (to find the clips a change hurts)")
     p.add_argument("--refine", choices=("off", "fast", "best"), default="off",
@@ -337,6 +351,13 @@ def _animate(args) -> None:
     from gvf_core.pipeline import animate
     from gvf_core.pipeline.outputs import write_outputs
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (it is created, and earlier outputs in it are replaced)")
+    parent = out.absolute().parent  # the outputs are written beside the folder first, then moved in
+    existing = next(p for p in (parent, *parent.parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise ValueError(f"--out {out}: {existing} is not writable; choose a folder you can write to")
     bar = _stage_bar("animate")
     try:
         anim = animate(args.mesh, args.video, camera=args.camera, frames=args.frames, steps=args.steps, seed=args.seed,
@@ -493,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise RuntimeError(f"command not handled: {argv}")  # a parser/dispatch mismatch is a bug
         return 0
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         print(f"gvf: error: {exc}", file=sys.stderr)
         return 2
 

@@ -265,6 +265,23 @@ def test_extend_continues_after_the_last_frame(sample_scene, worker, tmp_path):
                                atol=ATOL)
 
 
+def test_a_result_goes_to_the_scene_the_job_started_in(sample_scene, worker, tmp_path):
+    home = bpy.context.scene
+    job = jobs.prepare_animate(bpy.context, sample_scene, _settings(), job_dir=tmp_path / "job")
+    result, event = jobs.run_sync(job, worker)
+    other = bpy.data.scenes.new("Other")
+    other.frame_start, other.frame_end, other.render.fps = 100, 300, 50
+    with bpy.context.temp_override(scene=other, view_layer=other.view_layers[0]):  # the user switched scenes meanwhile
+        obj = jobs.apply_result(bpy.context, job, result, event)
+    assert (other.frame_start, other.frame_end, other.render.fps) == (100, 300, 50)
+    assert home.frame_end - home.frame_start + 1 == 4 and obj.name in home.objects
+    np.testing.assert_allclose(_read(obj, home.frame_start + 3), to_local(result.vertices[3], job.matrix_world), atol=ATOL)
+    bpy.data.scenes.remove(home)
+    with pytest.raises(jobs.JobError, match="scene .* is gone"):
+        with bpy.context.temp_override(scene=other, view_layer=other.view_layers[0]):
+            jobs.apply_result(bpy.context, job, result, event)
+
+
 def test_extend_without_a_result_is_a_clear_error(sample_scene):
     with pytest.raises(jobs.JobError, match="no GVF result to extend"):
         jobs.prepare_extend(bpy.context, sample_scene, _settings())
@@ -327,6 +344,21 @@ def test_batch_two_assets_one_broken_then_restart_and_shards(worker, tmp_path):
     (assets / "c.stl").write_text("solid x\nendsolid x\n")
     names = [[p.name for p in list_assets(assets, (k, 2))] for k in (0, 1)]
     assert sorted(names[0] + names[1]) == ["a_greenman.glb", "b_broken.obj", "c.stl"] and not set(names[0]) & set(names[1])
+
+
+def test_every_panel_setting_reaches_the_folder_batch(tmp_path):
+    from gvf_addon.batch import parse
+    from gvf_addon.operators import batch_command
+
+    settings = jobs.JobSettings(video_path=str(SAMPLE / "walk.mp4"), first_frame=2, frames=9, steps=3, seed=7,
+                                strength=1.5, refine="fast", mode="POINT_CLOUD", device="cpu", model_dir=str(tmp_path),
+                                appearance_views=8)
+    cmd = batch_command(str(tmp_path), settings.video_path, str(tmp_path / "out"), settings,
+                        {"python_executable": sys.executable, "site_dirs": []})
+    _args, parsed = parse(cmd[cmd.index("--") + 1:])
+    for name in ("video_path", "first_frame", "frames", "steps", "seed", "strength", "refine", "mode", "device",
+                 "model_dir", "appearance_views"):
+        assert getattr(parsed, name) == getattr(settings, name), name
 
 
 def test_batch_cli_rejects_bad_arguments(tmp_path):

@@ -45,3 +45,24 @@ def test_missing_mesh_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nope.obj" in err
     assert not (tmp_path / "o").exists()  # nothing written half-way
+
+
+def test_eval_counts_are_checked_before_anything_loads(capsys):
+    import pytest
+
+    for argv in (["eval", "animate", "--limit", "0"], ["eval", "animate", "--skip", "-1"], ["eval", "vae", "--limit", "-2"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv + ["--data", "/nonexistent/never-made"])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert ("--limit" in err or "--skip" in err) and "must be at least" in err
+
+
+def test_the_step_sweep_refuses_options_it_would_ignore():
+    import pytest
+
+    from gvf_core.eval.animate import evaluate_animate
+
+    for kw in ({"refine": "fast"}, {"per_clip": True}):
+        with pytest.raises(ValueError, match="sweep-steps"):
+            evaluate_animate("/nonexistent/never-made", sweep=True, **kw)

@@ -144,6 +144,21 @@ def test_default_camera_sees_the_whole_mesh_from_the_front():
     assert cam.centers[0, 1] < mesh.vertices[:, 1].min()  # looks from -Y (Blender's front)
 
 
+@pytest.mark.parametrize("width,height", [(1280, 720), (720, 1280), (512, 512)])
+def test_default_camera_frames_the_mesh_in_landscape_and_portrait(width, height):
+    from gvf_core.camera_math import front_camera
+
+    box = np.array([[x, y, z] for x in (-1, 1) for y in (-0.3, 0.3) for z in (-0.4, 0.4)], float)  # wide, like a car
+    K, w2c = front_camera(box, width, height)
+    c = box @ w2c[:3, :3].T + w2c[:3, 3]
+    uv = (c / c[:, 2:]) @ K.T
+    assert (uv[:, 0] > 0).all() and (uv[:, 0] < width).all() and (uv[:, 1] > 0).all() and (uv[:, 1] < height).all()
+    # the bounding sphere fills 80 % of the shorter side's half-angle (its sine), whichever side that is
+    radius = np.linalg.norm(box, axis=-1).max()
+    distance = np.linalg.norm(w2c[:3, 3])
+    assert radius / distance == pytest.approx(0.8 * np.sin(np.arctan(0.5 * min(width, height) / K[0, 0])), rel=1e-9)
+
+
 # --------------------------------------------------------------------------- long clips
 def test_smoothstep_blend_keeps_velocity_continuous_at_the_seam():
     from gvf_core.pipeline.animate import OVERLAP
@@ -192,6 +207,46 @@ def test_extend_continues_from_the_last_frames(small_models):
     assert longer.num_frames == 16 and first.num_frames == 10  # the input animation is untouched
     np.testing.assert_array_equal(longer.vertices[:10 - 6], first.vertices[:10 - 6])  # before the overlap: unchanged
     assert len(longer.latents) == 2
+    assert "extensions" not in first.settings  # what each extension used is recorded beside the first run's settings
+    assert longer.settings["steps"] == first.settings["steps"]
+    again = extend(longer, video[13:], model=small_models, steps=2, seed=5)
+    assert [(e["frames"], e["steps"], e["seed"]) for e in again.settings["extensions"]] == [(6, 1, 0), (3, 2, 5)]
+
+
+def test_extend_a_clip_shorter_than_the_overlap(small_models):
+    from gvf_core.pipeline.animate import OVERLAP, _segment_plan
+
+    assert _segment_plan(3, 13, 24, OVERLAP) == [(0, 13)]  # from frame 0, not 3 frames before it
+    assert _segment_plan(10, 40, 24, 6) == [(4, 28), (22, 40)]
+    video = _blob_video(7)
+    first = animate(SAMPLE_ASSET, video[:3], model=small_models, **FAST)
+    longer = extend(first, video[3:], model=small_models)
+    assert longer.num_frames == 7 and longer.segment_starts == [0, 0] and np.isfinite(longer.vertices).all()
+    np.testing.assert_array_equal(longer.vertices[0], first.vertices[0])  # the rest pose stays
+
+
+def test_extend_keys_an_rgb_continuation_of_an_rgba_clip_on_its_own():
+    from gvf_core.models.video_inputs import foreground_mask
+    from gvf_core.pipeline.animate import _joined_video
+
+    rgba, rgb = _blob_video(4, alpha=True), _blob_video(6)[4:]  # the same disc: transparent, then on white
+    for old, new in ((rgba, rgb), (rgb, rgba[:2])):
+        joined = _joined_video(old, new, "more.mp4")
+        assert joined.shape == (len(old) + len(new), 48, 48, 4)
+        mask = foreground_mask(joined)[1] > 0.5
+        alone = np.concatenate([foreground_mask(old)[1] if len(old) > 1 else foreground_mask(np.concatenate([old, old]))[1][:1],
+                                foreground_mask(new)[1]]) > 0.5
+        assert abs(mask.mean(axis=(1, 2)) - alone.mean(axis=(1, 2))).max() < 0.01  # not the whole frame
+        assert 0.05 < mask.mean() < 0.2
+    # both keyed from their plain background: stays RGB
+    assert _joined_video(rgb, rgb, "x").shape[-1] == 3
+
+
+def test_a_later_segment_that_loses_the_object_is_an_input_error(small_models):
+    video = _blob_video(30)
+    video[18:] = 255  # the object has left the frame by the second segment (frames 18…29)
+    with pytest.raises(InputError, match="object"):
+        animate(SAMPLE_ASSET, video, model=small_models, **FAST)
 
 
 def test_a_track_reading_model_runs_through_animate_and_extend(small_models):
@@ -254,6 +309,39 @@ def test_write_outputs_files_agree(tmp_path, small_models):
     assert not list(tmp_path.glob(".out.partial-*"))
 
 
+def test_write_outputs_replaces_the_previous_result_whole(tmp_path, small_models, monkeypatch):
+    import os
+
+    import gvf_core.pipeline.outputs as outputs
+
+    a = animate(SAMPLE_ASSET, _blob_video(4, alpha=True), model=small_models, **FAST)
+    b = animate(SAMPLE_ASSET, _blob_video(5, alpha=True), model=small_models, **FAST)
+    out = write_outputs(a, tmp_path / "out", preview=True)
+    (out / "result.npz").write_bytes(b"the add-on's own file")  # not an output: left alone
+    write_outputs(b, out, preview=False)
+    assert not (out / "preview.mp4").exists()  # no preview of the previous run beside this one
+    assert np.load(out / "vertices.npy").shape[0] == 5 and len(list((out / "gaussians").glob("*.ply"))) == 5
+    assert (out / "result.npz").read_bytes() == b"the add-on's own file"
+    # a move that fails half-way (a file held open) puts the previous result back
+    replace = os.replace
+
+    failed = []
+
+    def fail_on_report(src, dst):  # once: the undo's own move back succeeds
+        if str(dst) == str(out / "report.json") and not failed:
+            failed.append(dst)
+            raise PermissionError(f"{dst} is open in another program")
+        return replace(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", fail_on_report)
+    with pytest.raises(PermissionError, match="open in another program"):
+        write_outputs(a, out, preview=True)
+    monkeypatch.undo()
+    assert np.load(out / "vertices.npy").shape[0] == 5 and not (out / "preview.mp4").exists()
+    assert json.loads((out / "report.json").read_text())["frames"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left
+
+
 # --------------------------------------------------------------------------- bad input
 def test_bad_inputs_are_clear_errors(tmp_path, small_models):
     with pytest.raises(InputError, match="at least 2 frames"):
@@ -310,6 +398,10 @@ def test_cli_animate_writes_everything_and_fails_cleanly(tmp_path, model_dir, ca
     rc = main(["animate", str(SAMPLE_ASSET), str(tmp_path / "blank"), "--out", str(tmp_path / "never"), "--model", str(model_dir)])
     assert rc == 2 and "no object" in capsys.readouterr().err
     assert not (tmp_path / "never").exists() and not list(tmp_path.glob(".never.partial-*"))
+    # --out naming a file is refused before any work
+    (tmp_path / "a_file").write_text("keep me")
+    rc = main(["animate", str(SAMPLE_ASSET), str(tmp_path / "frames"), "--out", str(tmp_path / "a_file"), "--model", str(model_dir)])
+    assert rc == 2 and "is a file" in capsys.readouterr().err and (tmp_path / "a_file").read_text() == "keep me"
 
 
 def test_cancel_stops_the_job_and_writes_nothing(tmp_path, small_models):

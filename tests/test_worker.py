@@ -205,6 +205,15 @@ def test_errors_come_back_with_their_traceback_and_the_worker_lives_on(worker, f
     assert isinstance(worker.run(_request(files), timeout=60), P.ResultEvent)
 
 
+def test_a_frame_count_past_the_end_counts_from_the_first_frame(files):
+    from gvf_addon.worker.server import _read_clip
+    from gvf_core.pipeline import InputError
+
+    assert len(_read_clip(files["video"], 2, 4).frames) == 4  # frames 2…5 of 6
+    with pytest.raises(InputError, match="4 frames from frame 3 asked for, but the video has only 6 frames"):
+        _read_clip(files["video"], 3, 4)
+
+
 def test_free_model(worker, files):
     assert isinstance(worker.run(_request(files), timeout=60), P.ResultEvent)
     worker.free_model()

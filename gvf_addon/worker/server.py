@@ -342,6 +342,9 @@ def _read_clip(path: str, first: int, frames: int | None, minimum: int = 2):
     if len(clip.frames) - first < minimum:
         raise InputError(f"{path}: the video has {len(clip.frames)} frames, so frames {first}… leave "
                          f"{max(0, len(clip.frames) - first)}; at least {minimum} needed (lower the first frame)")
+    if frames is not None and len(clip.frames) - first < frames:
+        raise InputError(f"{path}: {frames} frames from frame {first} asked for, but the video has only "
+                         f"{len(clip.frames)} frames (lower the first frame or the frame count)")
     return replace(clip, frames=clip.frames[first:])
 
 

@@ -168,9 +168,11 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
     ``refine`` fast | best adds the refined motion (:mod:`gvf_core.pipeline.refine`, fitted to
     the clip's own video) as a row beside the unrefined one, with its time per clip.
     """
+    if sweep and (refine != "off" or per_clip):
+        raise ValueError("--sweep-steps measures the sampler alone: leave out --refine and --per-clip")
     models = model if isinstance(model, Models) else load_models(model, device)
     if sweep:
-        return sweep_steps(data_dir, models, limit if limit is not None else 8, guidance, split, progress)
+        return sweep_steps(data_dir, models, limit if limit is not None else 8, guidance, split, progress, skip=skip)
     sampler = SamplerConfig(steps=steps, method=method, guidance_video=guidance, draws=draws)
     refine_config = refine_settings(refine, device)
     size_in = None
@@ -251,12 +253,12 @@ SWEEP = tuple([("euler", s) for s in (2, 4, 8, 16, 32)] + [("heun", s) for s in 
 
 
 def sweep_steps(data_dir, models: Models, limit: int, guidance: float, split: str = "val", progress=None,
-                settings=SWEEP, reference_steps: int = 64) -> dict:
+                settings=SWEEP, reference_steps: int = 64, skip: int = 0) -> dict:
     """Vertex error and distance to a ``reference_steps`` Heun solution (same noise) against
     steps, for Euler and Heun."""
     errors = {f"{m}-{s}": [] for m, s in settings}
     to_ref = {f"{m}-{s}": [] for m, s in settings}
-    samples = list(_samples(data_dir, split, limit))
+    samples = list(_samples(data_dir, split, limit, skip))
     for n, (arrays, meta, _) in enumerate(samples):
         bound, rest, rest_points, video, w2c = _clip_inputs(arrays, meta, models)
         truth = torch.as_tensor(arrays["vertices"]).float()

@@ -65,9 +65,32 @@ def foreground_mask(frames: np.ndarray, source: str = "video") -> tuple[np.ndarr
         raise VideoInputError(f"{source}: expected frames [T, H, W, 3 or 4], got shape {frames.shape}")
     if len(frames) < 2:
         raise VideoInputError(f"{source}: a driving video needs at least 2 frames, got {len(frames)}")
+    return _key(frames, source)
+
+
+def has_alpha(frames: np.ndarray) -> bool:
+    """Whether :func:`foreground_mask` takes these frames' object from their alpha channel
+    (an RGBA video whose alpha is opaque everywhere is keyed like an RGB one)."""
+    frames = np.asarray(frames)
+    if frames.shape[-1] != 4:
+        return False
+    alpha = frames[..., 3].astype(np.float32) / (255.0 if frames.dtype == np.uint8 else 1.0)
+    return bool(alpha.min() < 0.99)
+
+
+def with_alpha(frames: np.ndarray, source: str = "video") -> np.ndarray:
+    """uint8 RGBA frames [T, H, W, 4] whose alpha is the object mask :func:`foreground_mask`
+    finds in ``frames`` (uint8 [T >= 1, H, W, 3 or 4]): their own alpha, or the plain background
+    keyed out. Two clips joined into one video (``extend``) are keyed each on its own first."""
+    rgb, mask = _key(np.asarray(frames), source)
+    return np.concatenate([np.round(rgb * 255), np.round(mask * 255)[..., None]], -1).astype(np.uint8)
+
+
+def _key(frames: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`foreground_mask` without the check on the number of frames."""
     x = frames.astype(np.float32) / 255.0 if frames.dtype == np.uint8 else frames.astype(np.float32)
     rgb = x[..., :3]
-    if x.shape[-1] == 4 and x[..., 3].min() < 0.99:
+    if has_alpha(frames):
         return rgb, x[..., 3]
     border = np.concatenate([rgb[:, :2].reshape(-1, 3), rgb[:, -2:].reshape(-1, 3),
                              rgb[:, :, :2].reshape(-1, 3), rgb[:, :, -2:].reshape(-1, 3)])

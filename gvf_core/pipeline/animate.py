@@ -26,7 +26,7 @@ from gvf_core.cameras import Cameras
 from gvf_core.gaussians import Gaussians
 from gvf_core.models.sampler import SamplerConfig
 from gvf_core.models.sampler_config import DEFAULT_SAMPLER
-from gvf_core.models.video_inputs import VideoInputError, prepare_video
+from gvf_core.models.video_inputs import VideoInputError, has_alpha, prepare_video, with_alpha
 from gvf_core.normalize import Normalization
 from gvf_core.pipeline.core import (Models, Motion, Progress, decode_motion, generate_motion, load_models, model_anchors,
                                    resolve_device)
@@ -171,10 +171,11 @@ class _Segments:
 
 
 def _segment_plan(done: int, total: int, segment: int, overlap: int) -> list[tuple[int, int]]:
-    """(start, stop) frame ranges that continue a clip of ``done`` frames up to ``total``."""
+    """(start, stop) frame ranges that continue a clip of ``done`` frames up to ``total``; each
+    starts ``overlap`` frames back, or at frame 0 when the clip is shorter than that."""
     plan = []
     while done < total:
-        start = done - overlap
+        start = max(0, done - overlap)
         stop = min(total, start + segment)
         plan.append((start, stop))
         done = stop
@@ -204,6 +205,18 @@ def _continue(anim: Animation, runner: _Segments, frames: np.ndarray, total: int
         anim.segment_starts.append(start)
         vertices, gaussians = _join(vertices, gaussians, start, motion)
     anim.model_vertices, anim.model_gaussians = vertices, gaussians
+
+
+def _joined_video(old: np.ndarray, new: np.ndarray, source: str) -> np.ndarray:
+    """The animation's video followed by ``new`` frames, as one clip whose object masks are each
+    part's own: where one part carries an alpha channel and the other is keyed from its plain
+    background, the keyed part gets its mask as alpha (an opaque alpha would make its whole frame
+    the object, since a clip with any alpha is read by its alpha)."""
+    if has_alpha(old) != has_alpha(new):
+        return np.concatenate([with_alpha(old, "the animation's video"), with_alpha(new, source)])
+    if not has_alpha(old):
+        old, new = old[..., :3], new[..., :3]
+    return np.concatenate([old, new])
 
 
 def _finish(anim: Animation) -> None:
@@ -373,7 +386,10 @@ def animate(
         settings={**settings.__dict__, "device": device, "model": models.source, "camera": cam_where, "video": clip.source},
     )
     if total > first:
-        _continue(anim, runner, clip.frames, total, settings)
+        try:
+            _continue(anim, runner, clip.frames, total, settings)
+        except VideoInputError as exc:  # a later segment: e.g. the object leaves the frame
+            raise InputError(str(exc)) from exc
     anim = refine_animation(anim, models, settings, device, progress=progress, cancel=cancel)
     _finish(anim)
     _add_timings(timings, runner.timings)
@@ -409,11 +425,10 @@ def extend(
     if frames_new.shape[1:3] != animation.video.shape[1:3]:
         raise InputError(f"{source}: frames are {frames_new.shape[2]}×{frames_new.shape[1]} but the animation's video is "
                          f"{animation.video.shape[2]}×{animation.video.shape[1]}; extend with the same camera and size")
-    old, new = animation.video, frames_new
-    if old.shape[-1] != new.shape[-1]:  # one has alpha: give both an alpha channel
-        pad = lambda f: f if f.shape[-1] == 4 else np.concatenate([f, np.full(f.shape[:-1] + (1,), 255, np.uint8)], -1)  # noqa: E731
-        old, new = pad(old), pad(new)
-    frames = np.concatenate([old, new])
+    try:
+        frames = _joined_video(animation.video, frames_new, source)
+    except VideoInputError as exc:
+        raise InputError(str(exc)) from exc
     s = dict(animation.settings)
     settings = AnimateSettings(**{k: s[k] for k in AnimateSettings.__dataclass_fields__ if k in s})
     if steps is not None:
@@ -427,9 +442,13 @@ def extend(
     models = model if isinstance(model, Models) else load_models(model or s.get("model"), device)
     w2c_model = camera_to_model(animation.camera.world_to_camera[0], animation.world_normalization)
     runner = _Segments(models, settings, w2c_model, animation.camera.K[0], progress, cancel, source)
+    extension = {"video": source, "frames": len(frames_new), "steps": settings.steps, "seed": settings.seed,
+                 "refine": settings.refine, "device": device, "model": models.source}
     anim = Animation(**{**animation.__dict__, "latents": list(animation.latents), "video": frames,
                         "segment_starts": list(animation.segment_starts), "refinement": list(animation.refinement),
-                        "timings": dict(animation.timings)})
+                        "timings": dict(animation.timings),
+                        "settings": {**animation.settings,  # the first run's; each extension's own are listed
+                                     "extensions": [*animation.settings.get("extensions", []), extension]}})
     try:
         _continue(anim, runner, frames, len(frames), settings)
     except VideoInputError as exc:

@@ -114,13 +114,40 @@ def write_outputs(anim: Animation, out_dir, preview: bool = True, progress=None,
         anim_report["timings_s"] = {k: round(float(x), 4) for k, x in timings.items()}
         (tmp / "report.json").write_text(json.dumps(anim_report, indent=2, default=str))
         out_dir.mkdir(exist_ok=True)
-        for name in OUTPUT_FILES:
-            src, dst = tmp / name, out_dir / name
-            if not src.exists():
-                continue
-            if dst.is_dir():
-                shutil.rmtree(dst)
-            os.replace(src, dst)
+        swap_in(tmp, out_dir, OUTPUT_FILES)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def swap_in(new_dir: Path, out_dir: Path, names) -> None:
+    """Replace the outputs ``names`` in ``out_dir`` with those in ``new_dir`` (same file system) as
+    one step: the previous outputs are moved aside into ``new_dir`` first — all of them, so one this
+    run did not write (a preview, with ``preview=False``) does not stay beside the new result — and
+    when a move fails (a file held open on Windows) the new ones are taken out and the previous ones
+    put back before the error is raised."""
+    aside = Path(tempfile.mkdtemp(prefix="previous-", dir=new_dir))
+    moved_aside, moved_in = [], []
+    try:
+        for name in names:
+            if (out_dir / name).exists():
+                os.replace(out_dir / name, aside / name)
+                moved_aside.append(name)
+        for name in names:
+            if (new_dir / name).exists():
+                os.replace(new_dir / name, out_dir / name)
+                moved_in.append(name)
+    except BaseException:
+        for name in moved_in:
+            _try_replace(out_dir / name, new_dir / name)
+        for name in moved_aside:
+            _try_replace(aside / name, out_dir / name)
+        raise
+
+
+def _try_replace(src: Path, dst: Path) -> None:
+    """os.replace while undoing a failed swap: the first error is the one to report."""
+    try:
+        os.replace(src, dst)
+    except OSError:
+        pass
