@@ -225,6 +225,40 @@ def test_extend_a_clip_shorter_than_the_overlap(small_models):
     np.testing.assert_array_equal(longer.vertices[0], first.vertices[0])  # the rest pose stays
 
 
+def test_a_later_segment_is_generated_in_its_own_frame(small_models):
+    """Segment k > 0 starts from a generated pose; wherever that pose has travelled to, the segment
+    is generated centred and scaled as a training clip's rest pose, so moving the pose and the
+    camera together moves the result with them and changes nothing else."""
+    from gvf_core.pipeline.animate import AnimateSettings, _segment_frame, _Segments, _to_clip_frame
+
+    video = _blob_video(6)
+    anim = animate(SAMPLE_ASSET, video[:4], model=small_models, **FAST)
+    w2c = camera_to_model(anim.camera.world_to_camera[0], anim.world_normalization)
+    settings = AnimateSettings(**{k: v for k, v in FAST.items() if k != "device"})
+    pose = anim.model_vertices[2]
+    shift = torch.tensor([0.6, -0.2, 0.3])
+    moved = torch.eye(4)
+    moved[:3, 3] = -shift  # the camera follows the pose: every pixel stays where it was
+    runs = []
+    for p, cam in ((pose, w2c), (pose + shift, w2c @ moved)):
+        runner = _Segments(small_models, settings, cam, anim.camera.K[0], None, None, "test")
+        bound, frame = _segment_frame(anim.bound, p)
+        assert np.allclose(frame.invert(bound.rest_vertices.double()).numpy(), p.numpy(), atol=1e-5)
+        motion = runner.run(bound, anim.points, video[2:6], "segment 2", seed=1, w2c=camera_to_model(cam, frame))
+        runs.append(_to_clip_frame(motion, frame))
+    torch.testing.assert_close(runs[1].vertices, runs[0].vertices + shift, atol=1e-4, rtol=0)
+    torch.testing.assert_close(runs[1].gaussians.means, runs[0].gaussians.means + shift, atol=1e-4, rtol=0)
+    torch.testing.assert_close(runs[1].gaussians.log_scales, runs[0].gaussians.log_scales, atol=1e-4, rtol=0)
+    # in its own frame the pose is centred with longest side 1, and the bound Gaussians scale with it
+    bound, frame = _segment_frame(anim.bound, 2 * pose + shift)
+    v = bound.rest_vertices
+    assert torch.allclose((v.max(0).values + v.min(0).values) / 2, torch.zeros(3), atol=1e-5)
+    assert float((v.max(0).values - v.min(0).values).max()) == pytest.approx(1.0, abs=1e-5)
+    torch.testing.assert_close(frame.invert_gaussians(bound.canonical).means,
+                               _segment_frame(anim.bound, pose)[1].invert_gaussians(_segment_frame(anim.bound, pose)[0].canonical).means * 2 + shift,
+                               atol=1e-4, rtol=0)
+
+
 def test_extend_keys_an_rgb_continuation_of_an_rgba_clip_on_its_own():
     from gvf_core.models.video_inputs import foreground_mask
     from gvf_core.pipeline.animate import _joined_video

@@ -14,6 +14,7 @@ length only, not on the clip length.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from gvf_core.canonical import BoundGaussians, VertexSolver, mesh_to_gaussians, sample_surface, surface_points
+from gvf_core.canonical.binding import Binding
 from gvf_core.cameras import Cameras
 from gvf_core.gaussians import Gaussians
 from gvf_core.models.sampler import SamplerConfig
@@ -134,11 +136,33 @@ def _blend_gaussians(old: Gaussians, new: Gaussians, weights: torch.Tensor) -> G
     )
 
 
-def _posed_bound(bound: BoundGaussians, vertices: torch.Tensor) -> BoundGaussians:
-    """The same Gaussians bound to the same faces, with ``vertices`` as the new rest pose."""
-    return BoundGaussians(binding=bound.binding, local_angle=bound.local_angle, local_log_scales=bound.local_log_scales,
+def _posed_bound(bound: BoundGaussians, vertices: torch.Tensor, scale: float = 1.0) -> BoundGaussians:
+    """The same Gaussians bound to the same faces, with ``vertices`` as the new rest pose; ``scale``:
+    how much larger ``vertices``' frame is than ``bound``'s (the Gaussians' sizes and offsets follow)."""
+    b = bound.binding
+    return BoundGaussians(binding=Binding(b.face_idx, b.bary, b.offset * scale), local_angle=bound.local_angle,
+                          local_log_scales=bound.local_log_scales + math.log(scale),
                           opacity_logits=bound.opacity_logits, sh0=bound.sh0, faces=bound.faces,
                           rest_vertices=vertices.to(bound.rest_vertices))
+
+
+def _segment_frame(bound: BoundGaussians, pose: torch.Tensor) -> tuple[BoundGaussians, Normalization]:
+    """``bound`` re-posed at ``pose`` (a generated frame, [V, 3] in the clip's model frame) and moved
+    into that pose's own model frame — bounding box centred, longest side 1, as the rest pose of
+    every training clip — with the normalization from the clip's frame to it. The VAE and the DiT
+    embed absolute positions, so a later segment of a clip that travelled must not start off-centre
+    (the shipped VAE decoded a turn 3.4× worse 0.6 diagonals off-centre)."""
+    frame = Normalization.fit(pose)
+    return _posed_bound(bound, frame.apply(pose.double()).float(), frame.scale), frame
+
+
+def _to_clip_frame(motion: Motion, frame: Normalization) -> Motion:
+    """``motion`` generated in a segment's own frame (:func:`_segment_frame`) in the clip's model frame."""
+    deltas = motion.deltas.clone()
+    deltas[..., :3] = frame.invert_vectors(deltas[..., :3])  # the other channels are scale-free
+    rest_points = None if motion.rest_points is None else frame.invert(motion.rest_points.double()).float()
+    return replace(motion, deltas=deltas, gaussians=frame.invert_gaussians(motion.gaussians),
+                   vertices=frame.invert(motion.vertices.double()).float(), rest_points=rest_points)
 
 
 def _rest_points(bound: BoundGaussians, points: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
@@ -157,14 +181,17 @@ class _Segments:
         self.solver: VertexSolver | None = None
         self.timings: dict = {}
 
-    def run(self, bound: BoundGaussians, points, frames: np.ndarray, label: str, seed: int) -> Motion:
+    def run(self, bound: BoundGaussians, points, frames: np.ndarray, label: str, seed: int,
+            w2c: torch.Tensor | None = None) -> Motion:
+        """One segment's motion, in ``bound``'s frame; ``w2c``: the camera in that frame (default: the clip's)."""
+        w2c = self.w2c if w2c is None else w2c
         video = prepare_video(frames, self.K, self.models.dit.config.video_size, source=self.source)
         rest_points = _rest_points(bound, points)
         progress = None if self.progress is None else (lambda stage, i, n: self.progress(f"{label} {stage}", i, n))
         if self.solver is None:
             self.solver = VertexSolver.from_bound(bound)
         s = self.settings
-        motion = generate_motion(self.models, bound, rest_points, video, self.w2c, s.sampler(),
+        motion = generate_motion(self.models, bound, rest_points, video, w2c, s.sampler(),
                                  seed=seed, strength=s.strength, progress=progress, cancel=self.cancel, solver=self.solver)
         _add_timings(self.timings, motion.timings)
         return motion
@@ -198,12 +225,12 @@ def _continue(anim: Animation, runner: _Segments, frames: np.ndarray, total: int
     plan = _segment_plan(anim.model_vertices.shape[0], total, settings.segment_frames, settings.overlap)
     vertices, gaussians = anim.model_vertices, anim.model_gaussians
     for start, stop in plan:
-        bound = _posed_bound(anim.bound, vertices[start])
+        bound, frame = _segment_frame(anim.bound, vertices[start])
         motion = runner.run(bound, anim.points, frames[start:stop], f"segment {len(anim.latents) + 1}",
-                            seed=settings.seed + len(anim.latents))
+                            seed=settings.seed + len(anim.latents), w2c=camera_to_model(runner.w2c, frame))
         anim.latents.append(motion.latent)
         anim.segment_starts.append(start)
-        vertices, gaussians = _join(vertices, gaussians, start, motion)
+        vertices, gaussians = _join(vertices, gaussians, start, _to_clip_frame(motion, frame))
     anim.model_vertices, anim.model_gaussians = vertices, gaussians
 
 
@@ -278,14 +305,17 @@ def refine_animation(anim: Animation, models: Models, settings: AnimateSettings,
     for k in range(first_segment, len(anim.latents)):
         start, latent = anim.segment_starts[k], anim.latents[k]
         frames = anim.video[start:start + latent.shape[0]]
-        bound = anim.bound if vertices is None else _posed_bound(anim.bound, vertices[start])
+        bound, frame, camera = anim.bound, None, w2c
+        if vertices is not None:  # a later segment: in its own frame, as it was generated
+            bound, frame = _segment_frame(anim.bound, vertices[start])
+            camera = camera_to_model(w2c, frame)
         label = f"segment {k + 1} refine"
         decoded = decode_motion(models, bound, latent, model_anchors(models, bound.canonical.to(models.device)),
                                 solver=solver)
         motion = Motion(latent, *decoded, anim.magnitude, anim.predicted_magnitude,
                         rest_points=_rest_points(bound, anim.points))
         try:
-            targets = refine_targets(frames, anim.camera.K[0].numpy(), w2c, config.resolution,
+            targets = refine_targets(frames, anim.camera.K[0].numpy(), camera, config.resolution,
                                      source=anim.settings.get("video", "video"))
         except RefineInputError as exc:
             if settings.refine == "auto":  # not asked for explicitly: keep the unrefined result
@@ -303,7 +333,7 @@ def refine_animation(anim: Animation, models: Models, settings: AnimateSettings,
         if vertices is None:
             vertices, gaussians = outcome.motion.vertices, outcome.motion.gaussians
         else:
-            vertices, gaussians = _join(vertices, gaussians, start, outcome.motion)
+            vertices, gaussians = _join(vertices, gaussians, start, _to_clip_frame(outcome.motion, frame))
     refined = replace(anim, model_vertices=vertices, model_gaussians=gaussians, latents=latents,
                       refinement=[*anim.refinement, *reports], timings=dict(anim.timings))
     refined.timings["refine"] = refined.timings.get("refine", 0.0) + time.perf_counter() - t0
