@@ -140,3 +140,21 @@ def test_lift_dit_trains_evaluates_and_caches_its_lift(tmp_path, capsys):
     figures = json.loads(capsys.readouterr().out)
     assert figures["flow_loss_val"] > 0 and (data / "latents" / "dit-lift-val-64.safetensors").exists()
     assert 0 < figures["lift"]["vertex_error"] and figures["lift"]["jitter"] > 0
+
+
+def test_novel_views_are_the_protocols_azimuths_around_the_input_view():
+    import numpy as np
+    import torch
+
+    from gvf_core.cameras import Cameras
+    from gvf_core.eval.animate import _views
+
+    meta = {"camera": {"azimuth_deg": 30.0, "elevation_deg": 12.0, "distance": 2.2, "fov_deg": 45.0}}
+    cam = Cameras.orbit([30.0], elevation_deg=12.0, distance=2.2, fov_deg=45.0, width=32, height=32)
+    arrays = {"video": np.zeros((2, 32, 32, 4), np.uint8), "camera_K": cam.K[0].numpy(), "camera_w2c": cam.world_to_camera[0].numpy()}
+    views = _views(arrays, meta)
+    centres = views.centers.double()
+    azimuth = torch.rad2deg(torch.atan2(centres[:, 0], -centres[:, 1]))  # 0 looks from -Y (docs/conventions.md)
+    relative = ((azimuth[1:] - azimuth[0] + 180) % 360 - 180).tolist()
+    assert np.allclose(relative, [-75, 15, 105, -165], atol=1e-3)  # 195° = -165°
+    assert torch.allclose(centres.norm(dim=-1), torch.full((5,), 2.2, dtype=torch.float64), atol=1e-4)

@@ -45,7 +45,9 @@ from gvf_core.pipeline.core import Models, decode_latent, generate_motion, load_
 from gvf_core.pipeline.refine import refine_motion, refine_settings, refine_targets
 from gvf_core.render import rasterize
 
-NOVEL_AZIMUTHS = (72.0, 144.0, 216.0, 288.0)
+NOVEL_AZIMUTHS = (-75.0, 15.0, 105.0, 195.0)
+"""The novel views, in degrees of azimuth from the input camera's: the protocol of the design brief
+(as in Consistent4D). Until 2026-12-03 they were +72°, +144°, +216°, +288° (docs/models.md)."""
 
 
 def _samples(data_dir, split: str, limit: int | None, skip: int = 0):
