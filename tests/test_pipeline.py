@@ -159,6 +159,21 @@ def test_default_camera_frames_the_mesh_in_landscape_and_portrait(width, height)
     assert radius / distance == pytest.approx(0.8 * np.sin(np.arctan(0.5 * min(width, height) / K[0, 0])), rel=1e-9)
 
 
+def test_a_camera_for_another_size_is_rescaled_axis_by_axis():
+    from gvf_core.pipeline.inputs import read_camera
+
+    mesh = load_mesh(SAMPLE_ASSET)
+    cam = default_camera(mesh.vertices, 640, 360)
+    json_cam = {"width": 640, "height": 360, "fx": 500.0, "fy": 500.0, "cx": 320.0, "cy": 180.0,
+                "world_to_camera": cam.world_to_camera[0].tolist()}
+    same, _ = read_camera(json_cam, mesh.vertices, 1280, 720)
+    torch.testing.assert_close(same.K[0], torch.tensor([[1000.0, 0, 640], [0, 1000, 360], [0, 0, 1]]))
+    resized, _ = read_camera(json_cam, mesh.vertices, 1282, 720)  # 0.2 % wider: the principal point stays centred
+    assert float(resized.K[0, 0, 2]) == pytest.approx(641.0) and float(resized.K[0, 1, 2]) == pytest.approx(360.0)
+    with pytest.raises(InputError, match="another aspect"):
+        read_camera(json_cam, mesh.vertices, 720, 720)
+
+
 # --------------------------------------------------------------------------- long clips
 def test_smoothstep_blend_keeps_velocity_continuous_at_the_seam():
     from gvf_core.pipeline.animate import OVERLAP

@@ -100,7 +100,8 @@ def read_camera(camera, world_vertices: np.ndarray, width: int, height: int) -> 
             raise InputError(f"{where}: the camera is {w}×{h} but the video frames are {width}×{height} (another aspect "
                              "ratio); give the camera the video was rendered with")
         K = cam.K.clone()
-        K[..., :2, :] *= width / w  # same aspect: rescale the intrinsics to the video size
+        K[..., 0, :] *= width / w  # same aspect (within 1 %): the frames were resized, each axis by its own ratio
+        K[..., 1, :] *= height / h
         cam = Cameras(K=K, world_to_camera=cam.world_to_camera)
     return cam, where
 
