@@ -10,7 +10,7 @@ import torch
 
 from gvf_core.models.dit import DIT_PRESETS, GVFDiT, load_dit, save_dit
 from gvf_core.models.video_tracks import (
-    DISPLACEMENT_SCALE, TRACK_FEATURES, anchor_tracks, anchor_visibility, clip_tracks,
+    DISPLACEMENT_SCALE, TRACK_FEATURES, anchor_tracks, anchor_visibility, clip_tracks, visibility_over_frames,
 )
 from gvf_core.training.dit import DiTTrainConfig, DiTTrainer, add_tracks, conditions_from_cache, init_from
 
@@ -70,6 +70,20 @@ def test_visibility_depth_test():
     anchors = torch.tensor([[0.0, 0.0, 2.0], [0.1, -0.1, 2.5], [2.0, 2.0, 3.0]])  # front, behind, off the object
     vis = anchor_visibility(anchors, surface, K, w2c, 64)
     assert vis.tolist() == [1.0, 0.0, 1.0]
+
+
+def test_visibility_over_frames_follows_a_point_that_goes_behind_the_surface():
+    K = torch.tensor([[64.0, 0, 32], [0, 64.0, 32], [0, 0, 1]])
+    g = torch.linspace(-0.4, 0.4, 30)
+    wall = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    surface = torch.cat([wall, torch.full((len(wall), 1), 2.0)], -1)
+    surface = torch.cat([surface, surface + torch.tensor([0, 0, 0.5])])
+    frames = torch.stack([surface, surface, surface + torch.tensor([1.5, 0, 0])])  # the wall moves aside in frame 2
+    point = torch.tensor([[[0.1, 0.0, 1.9]], [[0.1, 0.0, 2.4]], [[0.1, 0.0, 2.4]]])  # in front, then behind
+    vis = visibility_over_frames(point, frames, K, torch.eye(4), 64)
+    assert vis.shape == (3, 1) and vis[:, 0].tolist() == [1.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="number of frames"):
+        visibility_over_frames(point[:2], frames, K, torch.eye(4), 64)
 
 
 def test_clip_tracks_shapes_and_determinism():

@@ -98,6 +98,15 @@ def anchor_visibility(anchors: Tensor, points: Tensor, K: Tensor, world_to_camer
     return (z_anc <= nearest + tolerance * extent).float()
 
 
+def visibility_over_frames(points: Tensor, surface: Tensor, K: Tensor, world_to_camera: Tensor, size: int) -> Tensor:
+    """[T, P] 1.0 where ``points`` [T, P, 3] are not behind ``surface`` [T, M, 3] in frame t
+    (:func:`anchor_visibility` frame by frame): which tracks a posed motion says the video shows."""
+    if points.shape[0] != surface.shape[0]:
+        raise ValueError(f"visibility_over_frames: points {tuple(points.shape)} and surface {tuple(surface.shape)} "
+                         "disagree on the number of frames")
+    return torch.stack([anchor_visibility(p, s, K, world_to_camera, size) for p, s in zip(points, surface)])
+
+
 def anchor_tracks(pixels: Tensor, screen: Tensor, visible: Tensor, upsample: int = UPSAMPLE) -> Tensor:
     """Track features [T, L, TRACK_FEATURES] of anchors at ``screen`` [L, 2] (crop units, frame 0).
 

@@ -7,7 +7,9 @@ optimises the motion latent [T, L, C] through the frozen VAE decoder in up to tw
    - ``point_fit`` (``fast``): the VAE's 2048 rest points are tracked with optical flow
      (:func:`point_tracks`) and moved freely to their tracks, keeping the rest shape's neighbour
      distances and starting from the sample (or the rigid transform below)
-     (:func:`gvf_core.models.template_fit.fit_template`); the VAE encodes the fitted points
+     (:func:`gvf_core.models.template_fit.fit_template`); a track counts only in the frames
+     where that start shows its point (``frame_visibility``, :func:`start_visibility`: behind
+     another part the flow is that part's); the VAE encodes the fitted points
      into the latent the next phase starts from. ``fast`` is this phase alone. Where the rigid
      transform started the fit, the refined Gaussians then go back along their camera rays to
      the sample's distances (``rigid_rays_only``, :func:`restore_depth`).
@@ -65,8 +67,8 @@ from gvf_core.models.vae_inputs import anchor_indices
 from gvf_core.models.video_inputs import ALPHA_THRESHOLD, VideoInputError, crop_intrinsics, prepare_video, project
 from gvf_core.models.rigid_motion import (RIGID_ITERATIONS, RIGID_RESIDUAL, RIGID_SMOOTHNESS, RootTransform,
                                           explains, fit_rigid_motion, track_pixel_error, weighted_track_loss)
-from gvf_core.models.video_tracks import (DISPLACEMENT_SCALE, anchor_tracks, anchor_visibility,
-                                          track_weights, visibility_surface)
+from gvf_core.models.video_tracks import (DISPLACEMENT_SCALE, SURFACE_POINTS, anchor_tracks, anchor_visibility,
+                                          track_weights, visibility_over_frames, visibility_surface)
 from gvf_core.pipeline.core import Models, Motion, Progress, decode_motion, model_anchors
 from gvf_core.render import rasterize
 
@@ -114,6 +116,7 @@ class RefineSettings:
     w_point_prior: float = 0.01  # that fit: points held near where they started
     w_point_smooth: float = 0.1  # that fit: squared acceleration over frames
     rigid_rays_only: bool = False  # rigid start of the point fit: its rays, the sample's depth (restore_depth)
+    frame_visibility: bool = False  # point fit: a track counts only in the frames where the start shows its point
 
     def check(self) -> None:
         if self.iterations < 0 or self.frames_per_step < 1 or self.resolution < 16:
@@ -138,17 +141,19 @@ REFINE_PRESETS: dict[str, RefineSettings] = {
     # rendered the input view 4 dB closer but put the 3-D error back to 101 % (16 clips), and image
     # iterations after the track phase added no 3-D accuracy for 4.5x the time (docs/models.md)
     # rigid_rays_only: on the 13 validation clips where the rigid transform starts the point fit, its
-    # rays with the sample's depth 0.0461 against 0.0505 (its depth) and 0.0468 (no rigid start)
+    # rays with the sample's depth 0.0461 against 0.0505 (its depth) and 0.0468 (no rigid start);
+    # frame_visibility (2026-12-04): 98.0 % -> 95.8 % of unrefined on validation (clips 16-63, not
+    # looked at while it was found: 95.4 %), 26 -> 12 clips worse than unrefined
     "fast": RefineSettings(iterations=0, frames_per_step=8, resolution=64, point_fit=True, track_iterations=0,
-                           rigid_rays_only=True),
+                           rigid_rays_only=True, frame_visibility=True),
     "best": RefineSettings(iterations=100, frames_per_step=8, resolution=128, lr=0.1, residual=True),
 }
 
 
 def default_refine_mode(device: str) -> str:
-    """What ``auto`` means on ``device``: ``fast`` on every device. On the CPU it costs ~15 s per
-    24 frames on one thread, against ~9 s for generation; from the default 8-draw sample it takes
-    the vertex error to 98.0 % of unrefined and renders the input view 2.2 dB closer to the video
+    """What ``auto`` means on ``device``: ``fast`` on every device. On the CPU it costs ~13 s per
+    24 frames on one thread, against ~8 s for generation; from the default 8-draw sample it takes
+    the vertex error to 95.8 % of unrefined and renders the input view 1.9 dB closer to the video
     with less jitter (validation set, docs/models.md); on a GPU it is not yet measured but only
     cheaper."""
     del device  # one answer today; kept so the choice stays per device
@@ -498,8 +503,8 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
         t0 = time.perf_counter()
         stage = None if progress is None else (lambda i, n: progress("refine tracks", i, n))
         try:
-            fitted = _fit_points(vae, canonical, anchors, rest_points.to(device).float(), point_track, motion,
-                                 targets, settings, root, stage, cancel)
+            fitted, kept = _fit_points(vae, canonical, anchors, rest_points.to(device).float(), point_track, motion,
+                                       targets, settings, root, stage, cancel)
         except Cancelled:
             return RefineOutcome(motion, True, {"iterations": 0, "point_fit": "cancelled", "cancelled": True,
                                                 "seconds": time.perf_counter() - start, "settings": asdict(settings)})
@@ -510,7 +515,8 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
         root = None
         with torch.no_grad():
             latent.copy_(fitted)
-        point_report = {"points": len(rest_points), "seconds": time.perf_counter() - t0, "sample_depth": sample_depth}
+        point_report = {"points": len(rest_points), "seconds": time.perf_counter() - t0, "sample_depth": sample_depth,
+                        "track_weight_kept": kept}
     optimizer = torch.optim.Adam(params)
     with _frozen(vae), torch.enable_grad():
         track_history = []
@@ -615,11 +621,12 @@ def _clip_tracks(canonical: Gaussians, targets: RefineTargets, settings: RefineS
 
 def _fit_points(vae, canonical: Gaussians, anchors: Tensor, points: Tensor, tracked: tuple[Tensor, Tensor],
                 motion: Motion, targets: RefineTargets, settings: RefineSettings, root: RootTransform | None,
-                progress, cancel) -> Tensor:
+                progress, cancel) -> tuple[Tensor, float]:
     """Point-fit phase: the latent [T, L, C] of the rest ``points`` [P, 3] fitted to their ``tracked``
     (positions [T, P, 2], trust [T, P]) (:func:`gvf_core.models.template_fit.fit_template`), starting
     from ``root`` (the rigid transform, when it explains the tracks) or else from the motion's own
-    displacement of each point (that of its nearest canonical Gaussian)."""
+    displacement of each point (that of its nearest canonical Gaussian); and the fraction of the
+    tracks' weight kept (below 1 with ``frame_visibility``, :func:`start_visibility`)."""
     T = motion.latent.shape[0]
     with torch.no_grad():
         if root is not None:
@@ -631,16 +638,47 @@ def _fit_points(vae, canonical: Gaussians, anchors: Tensor, points: Tensor, trac
         start[0] = 0
     position, weight = tracked
     camera = targets.camera
+    kept = 1.0
+    if settings.frame_visibility:
+        shown = start_visibility(canonical, motion, root, points + start, targets)
+        total = float(weight.sum())
+        weight = weight * shown.to(weight)
+        kept = float(weight.sum()) / total if total > 0 else 1.0
     fit = TemplateFitSettings(iterations=settings.point_fit_iterations, w_edge=settings.w_point_edge,
                               w_prior=settings.w_point_prior, w_smooth=settings.w_point_smooth)
     displacement = fit_template(points, start, position.to(points.device), weight.to(points.device),
                                 camera.K[0].to(points.device), camera.world_to_camera[0].to(points.device),
                                 targets.render_size or targets.size, targets.size, fit, progress, cancel)
     with torch.no_grad():
-        return encode_points(vae, points, anchors, displacement).float()
+        return encode_points(vae, points, anchors, displacement).float(), kept
+
+
+def start_visibility(canonical: Gaussians, motion: Motion, root: RootTransform | None, points: Tensor,
+                     targets: RefineTargets) -> Tensor:
+    """[T, P] 1.0 where the point fit's start shows ``points`` [T, P, 3] (model frame, posed as the
+    start poses them) in frame t: not behind the surface that start poses — the canonical
+    Gaussians moved by ``root`` when the rigid transform starts the fit, else by the sample.
+
+    Optical flow at a point that has gone behind another part is the flow of that part (a leg
+    that passes behind the body moves with the body there), so ``frame_visibility`` counts a
+    track only in the frames where its point is in front (measured in docs/models.md).
+    """
+    T = points.shape[0]
+    rest = canonical.means.detach().cpu().float()
+    index = anchor_indices(rest, min(SURFACE_POINTS, len(rest))).cpu()  # the surface point_tracks tests against
+    with torch.no_grad():
+        if root is not None:
+            frames = torch.arange(T, device=canonical.means.device)
+            surface = root.apply(canonical.means[index.to(canonical.means.device)][None].expand(T, -1, -1), frames)
+        else:
+            surface = rest[index][None] + motion.deltas[:, index, :3].float().cpu()
+    camera = targets.camera
+    return visibility_over_frames(points.detach().cpu().float(), surface.detach().cpu().float(),
+                                  camera.K[0].cpu().float(), camera.world_to_camera[0].cpu().float(),
+                                  targets.render_size or targets.size)
 
 
 __all__ = ["REFINE_MODES", "REFINE_PRESETS", "ROOT_MODES", "RefineInputError", "RefineOutcome", "RefineSettings",
            "RefineTargets", "RootTransform", "TrackTargets", "default_refine_mode", "fit_rigid", "image_losses",
            "latent_terms", "point_tracks", "refine_motion", "refine_settings", "refine_targets", "restore_depth",
-           "smooth_over_frames", "track_error", "track_loss", "track_targets", "tracked_gaussians"]
+           "smooth_over_frames", "start_visibility", "track_error", "track_loss", "track_targets", "tracked_gaussians"]
