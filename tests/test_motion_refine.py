@@ -514,8 +514,10 @@ def test_frame_visibility_leaves_out_the_tracks_of_points_behind_the_surface(cas
     import gvf_core.pipeline.refine as R
     from gvf_core.models.video_inputs import project
 
+    # the smooth-L1 track loss: the Cauchy loss of ``fast`` lets a drag this far off go by itself
+    # (tested in test_template_fit), and here only the visibility is to keep the hidden points still
     fast = replace(REFINE_PRESETS["fast"], resolution=QUICK.resolution, point_fit_iterations=100, root="off",
-                   smoothing=0.0)
+                   smoothing=0.0, point_fit_cauchy=0.0)
     assert REFINE_PRESETS["fast"].frame_visibility
     targets = refine_targets(case["frames"], case["K"], case["w2c"], fast.resolution)
     canonical, start = case["bound"].canonical, case["start"]

@@ -87,9 +87,16 @@ def track_pixel_error(points: Tensor, positions: Tensor, K: Tensor, world_to_cam
     return (project(points, K, world_to_camera, size) - positions).norm(dim=-1) * pixels
 
 
-def weighted_track_loss(error: Tensor, weights: Tensor) -> Tensor:
-    """Weighted smooth L1 of pixel errors [F, P] (weights [F, P])."""
-    return (weights * F.smooth_l1_loss(error, torch.zeros_like(error), reduction="none")).sum() / weights.sum().clamp(min=1.0)
+def weighted_track_loss(error: Tensor, weights: Tensor, cauchy: float = 0.0) -> Tensor:
+    """Weighted smooth L1 of pixel errors [F, P] (weights [F, P]); with ``cauchy`` > 0 the Cauchy
+    loss ½c²·log(1 + (e/c)²) of scale c = ``cauchy`` pixels instead, whose pull fades for errors
+    well beyond c (the flow's errors have a heavy tail: median 0.37 px, mean 1.4 px on 16
+    validation clips), and which matches smooth L1's ½e² for small errors."""
+    if cauchy > 0:
+        rho = 0.5 * cauchy * cauchy * torch.log1p((error / cauchy) ** 2)
+    else:
+        rho = F.smooth_l1_loss(error, torch.zeros_like(error), reduction="none")
+    return (weights * rho).sum() / weights.sum().clamp(min=1.0)
 
 
 def fit_rigid_motion(root: RootTransform, points: Tensor, positions: Tensor, weights: Tensor, K: Tensor,

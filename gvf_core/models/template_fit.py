@@ -5,7 +5,8 @@ shape says that neighbouring surface points keep their distances under most moti
 that swings, a body that turns). :func:`fit_template` moves every point freely, per frame,
 to minimise
 
-- the weighted smooth-L1 distance, in pixels, between its projection and its track;
+- the weighted smooth-L1 distance, in pixels, between its projection and its track (or, with
+  ``cauchy`` > 0, a Cauchy loss of that scale, which lets tracks far off the fit go);
 - ``w_edge`` × the squared change of its distances to its ``neighbours`` nearest rest points
   (in units of ``TOLERANCE`` bounding-box diagonals);
 - ``w_prior`` × its squared distance to where it started (the diffusion sample, or the rigid
@@ -45,6 +46,7 @@ class TemplateFitSettings:
     w_prior: float = 0.01
     w_smooth: float = 0.1
     neighbours: int = 8
+    cauchy: float = 0.0  # scale in pixels of a Cauchy track loss (0: smooth L1); weighted_track_loss
 
 
 def neighbours(points: Tensor, k: int) -> Tensor:
@@ -102,7 +104,7 @@ def fit_template(points: Tensor, start: Tensor, positions: Tensor, weights: Tens
                 raise Cancelled("cancelled while fitting the points to their tracks")
             error = track_pixel_error(moved, positions[1:], K, world_to_camera, size, pixels if pixels else size)
             length = neighbour_lengths(moved, edges)
-            loss = (weighted_track_loss(error, w)
+            loss = (weighted_track_loss(error, w, settings.cauchy)
                     + settings.w_edge * ((length - rest_length) / scale).pow(2).mean()
                     + settings.w_prior * ((moved - anchor) / scale).pow(2).sum(-1).mean())
             if T >= 3:
