@@ -101,10 +101,13 @@ def weighted_track_loss(error: Tensor, weights: Tensor, cauchy: float = 0.0) -> 
 
 def fit_rigid_motion(root: RootTransform, points: Tensor, positions: Tensor, weights: Tensor, K: Tensor,
                      world_to_camera: Tensor, size: int, pixels: float | None = None,
-                     iterations: int = RIGID_ITERATIONS, smoothness: float = RIGID_SMOOTHNESS) -> dict:
+                     iterations: int = RIGID_ITERATIONS, smoothness: float = RIGID_SMOOTHNESS,
+                     cauchy: float = 0.0) -> dict:
     """Fit ``root`` (in place) so ``points`` [P, 3] (rest, model frame), moved only by it, follow
     their tracked ``positions`` [T, P, 2] (crop units of a ``size``² crop with intrinsics ``K``)
-    with ``weights`` [T, P] (frame 0 ignored), plus ``smoothness`` × its jerk over frames.
+    with ``weights`` [T, P] (frame 0 ignored), plus ``smoothness`` × its jerk over frames; the
+    track loss is smooth L1, or with ``cauchy`` > 0 a Cauchy loss of that scale in pixels
+    (:func:`weighted_track_loss`).
 
     Returns the weighted mean track error left (``residual_px``) beside the tracked motion itself
     (``motion_px``), in pixels of a crop ``pixels`` wide (default ``size``).
@@ -118,7 +121,7 @@ def fit_rigid_motion(root: RootTransform, points: Tensor, positions: Tensor, wei
     with torch.enable_grad():
         for _ in range(iterations):
             error = track_pixel_error(root.apply(rest, frames), positions[1:], K, world_to_camera, size, pixels)
-            loss = weighted_track_loss(error, w) + smoothness * root.jerk()
+            loss = weighted_track_loss(error, w, cauchy) + smoothness * root.jerk()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for p in root.parameters():
