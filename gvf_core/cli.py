@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-steps", action="store_true",
                    help="instead: vertex error against step count for euler and heun (one draw each; --steps, --method and --draws do not apply)")
     p.add_argument("--no-images", action="store_true", help="skip the PSNR/SSIM renders (vertex error, jitter and flow loss only)")
-    p.add_argument("--per-clip", action="store_true", help="also list each clip's seed and vertex errors (to find the clips a change hurts)")
+    p.add_argument("--per-clip", action="store_true", help="also list each clip's seed, motion family and vertex errors (to find the clips a change hurts), and the mean errors per family")
     p.add_argument("--refine", choices=("off", "fast", "best"), default="off",
                    help="also refine each motion against its video and report it beside the unrefined one")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

@@ -58,6 +58,14 @@ def test_encode_train_eval(tmp_path, capsys):
     assert [c["seed"] for c in listed["per_clip"]] == Manifest.load(data).seeds_of("val")
     for row in ("model", "static", "ceiling"):
         assert abs(sum(c[row] for c in listed["per_clip"]) / 2 - listed[row]["vertex_error"]) < 1e-9
+    # ... and by motion family: the clips' families, each family's mean
+    families = {c["family"] for c in listed["per_clip"]}
+    assert families and all(isinstance(f, str) for f in families)
+    assert set(listed["per_family"]) == families
+    assert sum(f["clips"] for f in listed["per_family"].values()) == len(listed["per_clip"])
+    for name, figures_of in listed["per_family"].items():
+        group = [c["model"] for c in listed["per_clip"] if c["family"] == name]
+        assert abs(figures_of["model"] - sum(group) / len(group)) < 1e-9
     assert "per_clip" not in figures  # only when asked
 
     # --skip splits a run: the first sample and the second make up the mean of both

@@ -164,8 +164,9 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
                      per_clip: bool = False, draws: int = DEFAULT_SAMPLER.draws) -> dict:
     """Figures on ``split`` (see the module docstring); ``render_every`` 0 skips the renders;
     ``skip`` leaves out the first samples (to split a long run across processes);
-    ``per_clip`` adds ``per_clip``: each clip's seed and vertex error per row (and, refined,
-    whether the rigid transform was used), to find the clips a change helps or hurts.
+    ``per_clip`` adds ``per_clip``: each clip's seed, motion family and vertex error per row (and,
+    refined, whether the rigid transform was used), to find the clips a change helps or hurts; and
+    ``per_family`` (:func:`per_family`).
 
     ``refine`` fast | best adds the refined motion (:mod:`gvf_core.pipeline.refine`, fitted to
     the clip's own video) as a row beside the unrefined one, with its time per clip.
@@ -215,7 +216,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
                                  _image_scores(gs, truth_g, cams, size_in, frames)):
                 images[name][key].extend(vals)
         jitter["ground_truth"].append(_jitter(truth_v, diag))
-        clip = {"seed": int(meta["seed"]), **{name: rows[name][-1] for name in results}}
+        clip = {"seed": int(meta["seed"]), "family": meta.get("family"), **{name: rows[name][-1] for name in results}}
         if "refined" in results and "rigid" in outcome.report:
             clip["rigid_used"] = bool(outcome.report["rigid"]["used"])
         clips.append(clip)
@@ -243,12 +244,25 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
                          "vertex_error_vs_unrefined": out["refined"]["vertex_error"] / max(out["model"]["vertex_error"], 1e-12)}
     if per_clip:
         out["per_clip"] = clips
+        out["per_family"] = per_family(clips)
     if _latents_encoded(data_dir, split):
         out["flow_loss_val"] = flow_validation_loss(models.dit, data_dir, split, limit, skip=skip, vae=models.vae)
     else:
         out["missing"] = (f"the {split} split has no encoded latents, so no VAE ceiling and no flow loss: "
                           f"run `gvf data encode --data {data_dir} --splits {split}` to add them")
     return out
+
+
+def per_family(clips: list[dict]) -> dict:
+    """{motion family: {"clips": n, row: mean vertex error}} over ``per_clip`` rows: which kinds of
+    motion hold the error (clips whose family is not recorded count as "unknown")."""
+    families: dict[str, list[dict]] = {}
+    for clip in clips:
+        families.setdefault(clip.get("family") or "unknown", []).append(clip)
+    return {name: {"clips": len(group),
+                   **{row: float(np.mean([c[row] for c in group])) for row in group[0]
+                      if row not in ("seed", "family", "rigid_used")}}
+            for name, group in sorted(families.items())}
 
 
 SWEEP = tuple([("euler", s) for s in (2, 4, 8, 16, 32)] + [("heun", s) for s in (2, 4, 8, 16)])
