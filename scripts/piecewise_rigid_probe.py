@@ -34,6 +34,7 @@ from gvf_core.eval.animate import _clip_inputs, _samples
 from gvf_core.models.rigid_motion import RootTransform
 from gvf_core.models.sampler import SamplerConfig
 from gvf_core.pipeline.core import generate_motion, load_models
+from probe_clips import add_clip_options, clip_error, percent_of_unrefined
 
 PARTS = (1, 2, 3, 4)
 RATIOS = (0.2, 0.25, 0.3, 0.35, 0.4)
@@ -72,12 +73,8 @@ def piecewise_rigid(rest: torch.Tensor, canonical, tracks: refine.TrackTargets, 
 
 
 def summary(rows: list[dict]) -> dict:
-    unrefined = np.mean([r["unrefined"] for r in rows])
-
-    def percent(values):
-        return round(float(np.mean(values) / unrefined * 100), 1)
-
-    out = {"clips": len(rows), "unrefined": float(unrefined),
+    unrefined, percent = percent_of_unrefined(rows)
+    out = {"clips": len(rows), "unrefined": unrefined,
            **{k: percent([r[k] for r in rows]) for k in ("static", "fast", *(f"parts{K}" for K in PARTS))}}
     for K in PARTS:
         out[f"parts{K}_below"] = {
@@ -88,10 +85,7 @@ def summary(rows: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--split", default="train", choices=("train", "val", "test"))
-    parser.add_argument("--skip", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None)
+    add_clip_options(parser)
     parser.add_argument("--families", default="articulated,combo", help="comma-separated motion families")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -104,12 +98,7 @@ def main() -> None:
             continue
         seed = int(meta["seed"])
         bound, rest, rest_points, video, w2c = _clip_inputs(arrays, meta, models)
-        truth = torch.as_tensor(arrays["vertices"]).float()
-        diag = float((rest.max(0).values - rest.min(0).values).norm())
-
-        def error(vertices):
-            return float((vertices - truth).norm(dim=-1).mean() / diag)
-
+        truth, error = clip_error(arrays, rest)
         targets = refine.refine_targets(arrays["video"], arrays["camera_K"], w2c, fast.resolution)
         motion = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(), seed=seed)
         row = {"seed": seed, "family": meta["family"], "static": error(rest.expand_as(truth)),

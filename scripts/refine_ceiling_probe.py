@@ -42,6 +42,7 @@ from gvf_core.models.vae_inputs import anchor_indices
 from gvf_core.models.video_inputs import project
 from gvf_core.models.video_tracks import SURFACE_POINTS, visibility_over_frames
 from gvf_core.pipeline.core import generate_motion, load_models
+from probe_clips import add_clip_options, clip_error
 
 
 def ray_ceilings(vertices: torch.Tensor, truth: torch.Tensor, world_to_camera: torch.Tensor) -> tuple:
@@ -84,10 +85,7 @@ def shown_vertices(truth: torch.Tensor, K: torch.Tensor, world_to_camera: torch.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--split", default="val", choices=("val", "test"))
-    parser.add_argument("--skip", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=16)
+    add_clip_options(parser, split="val", splits=("val", "test"), limit=16)
     parser.add_argument("--exact-tracks", action="store_true")
     parser.add_argument("--noise", type=float, default=0.0, help="pixels of Gaussian noise on the exact tracks")
     parser.add_argument("--no-fast", action="store_true", help="leave out the shipped fast refinement")
@@ -104,12 +102,7 @@ def main() -> None:
         bound, rest, rest_points, video, w2c = _clip_inputs(arrays, meta, models)
         seed = int(meta["seed"])
         motion = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(), seed=seed)
-        truth = torch.as_tensor(arrays["vertices"]).float()
-        diag = float((rest.max(0).values - rest.min(0).values).norm())
-
-        def error(vertices):
-            return float((vertices - truth).norm(dim=-1).mean() / diag)
-
+        truth, error = clip_error(arrays, rest)
         rays, depth = ray_ceilings(motion.vertices, truth, w2c)
         row = {"seed": seed, "static": error(rest.expand_as(truth)), "unrefined": error(motion.vertices),
                "exact_rays": error(rays), "exact_depth": error(depth)}
@@ -120,13 +113,9 @@ def main() -> None:
             fast_rays, fast_depth = ray_ceilings(fitted, truth, w2c)
             shown = shown_vertices(truth, targets.camera.K[0].float(), targets.camera.world_to_camera[0].float(),
                                    targets.render_size or targets.size)
-
-            def part(vertices, mask):
-                return float(((vertices - truth).norm(dim=-1) / diag)[mask].mean())
-
             row.update({"fast": error(fitted), "fast_true_rays": error(fast_rays), "fast_true_depth": error(fast_depth),
-                        "fast_shown": part(fitted, shown), "fast_true_rays_shown": part(fast_rays, shown),
-                        "fast_hidden": part(fitted, ~shown), "fast_true_rays_hidden": part(fast_rays, ~shown)})
+                        "fast_shown": error(fitted, shown), "fast_true_rays_shown": error(fast_rays, shown),
+                        "fast_hidden": error(fitted, ~shown), "fast_true_rays_hidden": error(fast_rays, ~shown)})
         if args.exact_tracks:
             posed = bound.gaussians_at(truth).means.float()
             faces = torch.as_tensor(arrays["faces"]).long()

@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import json
 
-import numpy as np
 import torch
 
 import gvf_core.pipeline.refine as refine
@@ -39,6 +38,7 @@ from gvf_core.eval.animate import _clip_inputs, _samples
 from gvf_core.models.rigid_motion import RootTransform
 from gvf_core.models.sampler import SamplerConfig
 from gvf_core.pipeline.core import generate_motion, load_models
+from probe_clips import add_clip_options, clip_error, percent_of_unrefined
 
 OWN_DEPTH = 1e9  # rigid_depth_residual that every fit passes: the transform's own depth kept
 
@@ -60,12 +60,8 @@ def rule(row: dict, used_below: float, own_depth_below: float) -> float:
 
 
 def summary(rows: list[dict]) -> dict:
-    unrefined = np.mean([r["unrefined"] for r in rows])
-
-    def percent(values):
-        return round(float(np.mean(values) / unrefined * 100), 1)
-
-    out = {"clips": len(rows), "unrefined": float(unrefined),
+    unrefined, percent = percent_of_unrefined(rows)
+    out = {"clips": len(rows), "unrefined": unrefined,
            "off": percent([r["off"] for r in rows]),
            "old_fit_sample_depth_below_0.15": percent([r["on_old"] if r["on_old_ratio"] < 0.15 else r["off"]
                                                       for r in rows])}
@@ -77,10 +73,7 @@ def summary(rows: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--split", default="train", choices=("train", "val", "test"))
-    parser.add_argument("--skip", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None)
+    add_clip_options(parser)
     parser.add_argument("--max-ratio", type=float, default=0.25, help="screen: leave out clips whose fit leaves more")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -102,12 +95,7 @@ def main() -> None:
         if ratio >= args.max_ratio:
             print(json.dumps({"seed": seed, "on_new_ratio": ratio, "screened_out": True}), flush=True)
             continue
-        truth = torch.as_tensor(arrays["vertices"]).float()
-        diag = float((rest.max(0).values - rest.min(0).values).norm())
-
-        def error(vertices):
-            return float((vertices - truth).norm(dim=-1).mean() / diag)
-
+        truth, error = clip_error(arrays, rest)
         motion = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(), seed=seed)
         row = {"seed": seed, "static": error(rest.expand_as(truth)), "unrefined": error(motion.vertices)}
         for name, settings in variants.items():

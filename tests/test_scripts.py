@@ -30,7 +30,8 @@ def test_python_script_compiles(script, tmp_path):
     py_compile.compile(str(script), cfile=str(tmp_path / "compiled.pyc"), doraise=True)
 
 
-def test_rigid_depth_probe_rule():
+def test_rigid_depth_probe_rule(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPTS_DIR))  # the probes import probe_clips from their folder
     spec = importlib.util.spec_from_file_location("rigid_depth_probe", SCRIPTS_DIR / "rigid_depth_probe.py")
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)

@@ -1,0 +1,45 @@
+"""What the refinement probes in scripts/ share: the options that pick their clips, the vertex
+error they report, and their figures as percentages of the unrefined error. Not a script of its
+own; the probes import it from their folder."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+def add_clip_options(parser: argparse.ArgumentParser, split: str = "train",
+                     splits: tuple[str, ...] = ("train", "val", "test"), limit: int | None = None) -> None:
+    """``--data``, ``--split``, ``--skip`` and ``--limit``: the stored clips a probe runs on."""
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split", default=split, choices=splits)
+    parser.add_argument("--skip", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=limit)
+
+
+def clip_error(arrays: dict, rest: torch.Tensor) -> tuple[torch.Tensor, Callable[..., float]]:
+    """(the clip's true vertices [T, V, 3], ``error``): ``error(vertices)`` is the mean distance of
+    ``vertices`` [T, V, 3] to the truth over the rest shape's bounding-box diagonal, the figure of
+    ``gvf eval animate``; ``error(vertices, shown)`` the same over the entries of a [T, V] mask."""
+    truth = torch.as_tensor(arrays["vertices"]).float()
+    diag = float((rest.max(0).values - rest.min(0).values).norm())
+
+    def error(vertices: torch.Tensor, shown: torch.Tensor | None = None) -> float:
+        distance = (vertices - truth).norm(dim=-1)
+        return float(distance.mean() / diag) if shown is None else float((distance / diag)[shown].mean())
+
+    return truth, error
+
+
+def percent_of_unrefined(rows: list[dict]) -> tuple[float, Callable[[list[float]], float]]:
+    """(the rows' mean unrefined error, ``percent``): ``percent(values)`` is the mean of per-clip
+    ``values`` as a percentage of it, to one decimal."""
+    unrefined = float(np.mean([r["unrefined"] for r in rows]))
+
+    def percent(values: list[float]) -> float:
+        return round(float(np.mean(values) / unrefined * 100), 1)
+
+    return unrefined, percent
