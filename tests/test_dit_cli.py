@@ -5,6 +5,8 @@ import json
 import math
 import shutil
 
+import pytest
+
 from gvf_core.cli import main
 from gvf_core.data.make import make_dataset
 from gvf_core.data.sample import SampleConfig
@@ -166,3 +168,16 @@ def test_novel_views_are_the_protocols_azimuths_around_the_input_view():
     relative = ((azimuth[1:] - azimuth[0] + 180) % 360 - 180).tolist()
     assert np.allclose(relative, [-75, 15, 105, -165], atol=1e-3)  # 195° = -165°
     assert torch.allclose(centres.norm(dim=-1), torch.full((5,), 2.2, dtype=torch.float64), atol=1e-4)
+
+
+def test_per_family_averages_errors_not_labels():
+    """``per_family`` means the rows' errors over each family; what a clip is or what refinement
+    did there (seed, rigid transform used, its mixed-in weight) is not averaged."""
+    from gvf_core.eval.animate import per_family
+
+    clips = [{"seed": 1, "family": "rigid", "model": 0.2, "refined": 0.1, "rigid_used": True, "rigid_blend": 0.0},
+             {"seed": 2, "family": "rigid", "model": 0.4, "refined": 0.2, "rigid_used": False, "rigid_blend": 0.5},
+             {"seed": 3, "family": None, "model": 0.1, "refined": 0.1, "rigid_used": False, "rigid_blend": 0.0}]
+    figures = per_family(clips)
+    assert figures["rigid"] == pytest.approx({"clips": 2, "model": 0.3, "refined": 0.15})
+    assert figures["unknown"] == pytest.approx({"clips": 1, "model": 0.1, "refined": 0.1})

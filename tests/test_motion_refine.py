@@ -643,3 +643,77 @@ def test_fast_takes_the_samples_depth_where_the_rigid_transform_starts_the_fit(c
             out = refine_motion(c["models"], c["bound"], start, targets, replace(fast, rigid_depth_residual=threshold),
                                 seed=0, solver=c["solver"], rest_points=c["bound"].canonical.means)
             assert out.report["point_fit"]["sample_depth"] == (threshold < ratio)
+
+
+def test_rigid_disagreement_is_the_distance_between_motions_over_the_refined_ones_travel():
+    from gvf_core.pipeline.refine import rigid_disagreement
+
+    refined = torch.zeros(2, 3, 14)
+    refined[1, :, 0] = 1.0  # every Gaussian moves 1 along x
+    rigid = refined.clone()
+    rigid[1, :, 1] = 3.0  # and 3 along y besides
+    assert rigid_disagreement(refined, rigid) == pytest.approx(1.5 / 0.5)  # means over both frames
+    assert rigid_disagreement(refined, refined) == 0.0
+
+
+def test_blend_motions_mixes_geometry_and_keeps_appearance():
+    """``blend_motions``: positions mixed linearly, rotations by a normalised mix of the
+    sign-aligned quaternions (q and −q are one rotation), colour, opacity and scale untouched."""
+    from gvf_core.pipeline.refine import blend_motions
+
+    gen = torch.Generator().manual_seed(0)
+    rotations = torch.nn.functional.normalize(torch.randn(5, 4, generator=gen), dim=-1)
+    a, b = torch.randn(3, 5, 14, generator=gen) * 0.1, torch.randn(3, 5, 14, generator=gen) * 0.1
+    b_flipped = b.clone()
+    b_flipped[..., 10:] = -(rotations + b[..., 10:]) - rotations  # the same rotations, other sign
+    for weight in (0.0, 0.3, 1.0):
+        mixed = blend_motions(a, b, rotations, weight)
+        torch.testing.assert_close(mixed, blend_motions(a, b_flipped, rotations, weight))
+        torch.testing.assert_close(mixed[..., :3], a[..., :3] + weight * (b[..., :3] - a[..., :3]))
+        torch.testing.assert_close(mixed[..., 3:10], a[..., 3:10], rtol=0, atol=0)
+        q, qa = rotations + mixed[..., 10:], rotations + a[..., 10:]
+        torch.testing.assert_close(q.norm(dim=-1), qa.norm(dim=-1))
+    torch.testing.assert_close(blend_motions(a, b, rotations, 0.0), a)
+    qb, q1 = rotations + b[..., 10:], rotations + blend_motions(a, b, rotations, 1.0)[..., 10:]
+    aligned = torch.where((qb * (rotations + a[..., 10:])).sum(-1, keepdim=True) < 0, -qb, qb)
+    torch.testing.assert_close(torch.nn.functional.normalize(q1, dim=-1), torch.nn.functional.normalize(aligned, dim=-1))
+
+
+def test_fast_mixes_in_the_rigid_transform_where_it_is_fitted_but_not_used(case):
+    """``rigid_blend`` / ``rigid_blend_residual``: on a clip whose rigid fit leaves too much of the
+    tracked motion to start the point fit, the refined motion is mixed with that transform's where
+    the fit leaves less than ``rigid_blend_residual``; the vertices follow the mix exactly (they are
+    linear in the positions), and above the threshold nothing changes."""
+    fast = replace(REFINE_PRESETS["fast"], resolution=QUICK.resolution, point_fit_iterations=100, smoothing=0.0)
+
+    def run(weight, below, disagreement=float("inf")):
+        return refine_motion(case["models"], case["bound"], case["start"], targets,
+                             replace(fast, rigid_blend=weight, rigid_blend_residual=below,
+                                     rigid_blend_disagreement=disagreement), seed=0,
+                             solver=case["solver"], rest_points=case["bound"].canonical.means)
+
+    targets = refine_targets(case["frames"], case["K"], case["w2c"], fast.resolution)
+    plain = run(0.0, 0.0)
+    rigid = plain.report["rigid"]
+    ratio = rigid["residual_px"] / rigid["motion_px"]
+    assert not rigid["used"] and rigid["blend"] == 0.0
+    whole, half, above = run(1.0, 2 * ratio), run(0.5, 2 * ratio), run(0.5, 0.5 * ratio)
+    assert whole.report["rigid"]["blend"] == 1.0 and half.report["rigid"]["blend"] == 0.5
+    assert above.report["rigid"]["blend"] == 0.0
+    torch.testing.assert_close(above.motion.vertices, plain.motion.vertices, rtol=0, atol=0)
+    # the disagreement test: the transform's motion this many times as far from the refined one as that moves
+    disagreement = half.report["rigid"]["disagreement"]
+    assert disagreement > 0
+    gated = run(0.5, 2 * ratio, 0.5 * disagreement)
+    assert gated.report["rigid"]["blend"] == 0.0
+    torch.testing.assert_close(gated.motion.vertices, plain.motion.vertices, rtol=0, atol=0)
+    assert run(0.5, 2 * ratio, 2 * disagreement).report["rigid"]["blend"] == 0.5
+    v0, v1, vh = plain.motion.vertices, whole.motion.vertices, half.motion.vertices
+    assert float((v1 - v0).abs().max()) > 1e-3  # the transform's motion is not the refined one
+    torch.testing.assert_close(vh, 0.5 * (v0 + v1), atol=1e-5, rtol=0)
+    # with the whole weight every Gaussian moves as one rigid body: neighbour distances are the rest's
+    means = whole.motion.gaussians.means
+    d = (means[:, :1] - means[:, 1:50]).norm(dim=-1)
+    torch.testing.assert_close(d, d[:1].expand_as(d), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="rigid_blend"):
+        replace(fast, rigid_blend=1.5).check()

@@ -43,3 +43,19 @@ def test_rigid_depth_probe_rule(monkeypatch):
     figures = probe.summary([row])
     assert figures["old_fit_sample_depth_below_0.15"] == 80.0
     assert figures["used_below_0.15"]["own_depth_below_0.115"] == 70.0
+
+
+def test_rigid_blend_probe_rule(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPTS_DIR))
+    spec = importlib.util.spec_from_file_location("rigid_blend_probe", SCRIPTS_DIR / "rigid_blend_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    row = {"unrefined": 1.0, "static": 2.0, "fast": 0.9, "rigid": 1.2, "ratio": 0.3, "rigid_used": False,
+           "disagreement": 1.0, **{f"blend{w}": 0.9 - 0.01 * w for w in probe.WEIGHTS}}
+    assert probe.rule(row, 5, below=0.4, disagreement=2.0) == 0.85  # mixed
+    assert probe.rule(row, 5, below=0.25, disagreement=2.0) == 0.9  # the fit leaves too much
+    assert probe.rule(row, 5, below=0.4, disagreement=0.5) == 0.9  # the transform too far from fast
+    assert probe.rule({**row, "rigid_used": True}, 5, below=0.4, disagreement=2.0) == 0.9  # fast starts from it
+    figures = probe.summary([row])
+    assert figures["fast"] == 90.0 and figures["rigid"] == 120.0
+    assert figures["below_0.4_disagreement_2.0"]["blend5"] == 85.0

@@ -165,7 +165,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
     """Figures on ``split`` (see the module docstring); ``render_every`` 0 skips the renders;
     ``skip`` leaves out the first samples (to split a long run across processes);
     ``per_clip`` adds ``per_clip``: each clip's seed, motion family and vertex error per row (and,
-    refined, whether the rigid transform was used), to find the clips a change helps or hurts; and
+    refined, whether the rigid transform was used and the weight it was mixed in with), to find the clips a change helps or hurts; and
     ``per_family`` (:func:`per_family`).
 
     ``refine`` fast | best adds the refined motion (:mod:`gvf_core.pipeline.refine`, fitted to
@@ -219,6 +219,7 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
         clip = {"seed": int(meta["seed"]), "family": meta.get("family"), **{name: rows[name][-1] for name in results}}
         if "refined" in results and "rigid" in outcome.report:
             clip["rigid_used"] = bool(outcome.report["rigid"]["used"])
+            clip["rigid_blend"] = float(outcome.report["rigid"].get("blend", 0.0))
         clips.append(clip)
         if progress is not None:
             progress(n + 1, total or n + 1)
@@ -253,6 +254,10 @@ def evaluate_animate(data_dir, model=None, limit: int | None = None, steps: int 
     return out
 
 
+CLIP_LABELS = ("seed", "family", "rigid_used", "rigid_blend")
+"""Entries of a ``per_clip`` row that say what the clip is or what refinement did, not a row's error."""
+
+
 def per_family(clips: list[dict]) -> dict:
     """{motion family: {"clips": n, row: mean vertex error}} over ``per_clip`` rows: which kinds of
     motion hold the error (clips whose family is not recorded count as "unknown")."""
@@ -261,7 +266,7 @@ def per_family(clips: list[dict]) -> dict:
         families.setdefault(clip.get("family") or "unknown", []).append(clip)
     return {name: {"clips": len(group),
                    **{row: float(np.mean([c[row] for c in group])) for row in group[0]
-                      if row not in ("seed", "family", "rigid_used")}}
+                      if row not in CLIP_LABELS}}
             for name, group in sorted(families.items())}
 
 
