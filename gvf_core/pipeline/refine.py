@@ -41,7 +41,7 @@ used but less than ``rigid_blend_residual``, and its motion is no further from t
 ``rigid_blend_disagreement`` times the refined one's travel (:func:`rigid_disagreement`), the
 refined geometry is moved ``rigid_blend`` of the way to the transform's (:func:`blend_motions`; in
 ``fast``): the point fit reads the rays, the transform the global depth, and their errors differ.
-The returned latent is the point fit's, without that mix (as without :func:`restore_depth`).
+The returned latent does not carry that mix (nor :func:`restore_depth`): both act on the decoded geometry.
 The refined motion's geometry is finally
 filtered over frames (``smoothing``, :func:`smooth_over_frames`) against the shake of frames
 fitted a few at a time.
@@ -130,9 +130,10 @@ class RefineSettings:
     # than this fraction of the tracked motion; above, its rays at the sample's depth (restore_depth; 0: always)
     frame_visibility: bool = False  # point fit: a track counts only in the frames where the start shows its point
     point_fit_cauchy: float = 0.0  # point fit: Cauchy track loss of this scale in crop pixels (0: smooth L1)
-    rigid_blend: float = 0.0  # weight of the rigid transform's motion mixed into the refined one (blend_motions)
-    # where the transform is fitted but not used, and its fit leaves less than rigid_blend_residual of the motion,
-    # and it is no more than rigid_blend_disagreement times as far from the refined motion as that moves (rigid_disagreement)
+    # the rigid transform fitted but not used: rigid_blend of its motion mixed into the refined one (blend_motions)
+    # where its fit leaves less than rigid_blend_residual of the tracked motion and it is less than
+    # rigid_blend_disagreement times as far from the refined motion as that travels (rigid_disagreement)
+    rigid_blend: float = 0.0
     rigid_blend_residual: float = 0.0
     rigid_blend_disagreement: float = float("inf")
 
