@@ -1,5 +1,5 @@
 """What the refinement probes in scripts/ share: the options that pick their clips, the vertex
-error they report, and their figures as percentages of the unrefined error. Not a script of its
+error they report, their figures as percentages of the unrefined error, and the rigid fit on its own. Not a script of its
 own; the probes import it from their folder."""
 
 from __future__ import annotations
@@ -9,6 +9,9 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+import gvf_core.pipeline.refine as refine
+from gvf_core.models.rigid_motion import RootTransform
 
 
 def add_clip_options(parser: argparse.ArgumentParser, split: str = "train",
@@ -43,3 +46,16 @@ def percent_of_unrefined(rows: list[dict]) -> tuple[float, Callable[[list[float]
         return round(float(np.mean(values) / unrefined * 100), 1)
 
     return unrefined, percent
+
+
+def fit_rigid_alone(bound, targets: refine.RefineTargets,
+                    settings: refine.RefineSettings) -> tuple[RootTransform, float]:
+    """(the transform, its residual / tracked motion) of refinement's rigid fit with ``settings``,
+    on its own: the clip's tracked Gaussians (:func:`gvf_core.pipeline.refine.track_targets`) and
+    :func:`gvf_core.pipeline.refine.fit_rigid`, as ``refine_motion`` fits it."""
+    tracks = refine.track_targets(bound.canonical, targets, settings.track_points, settings.w_track_hidden)
+    root = RootTransform(targets.rgb.shape[0], bound.canonical.means)
+    with torch.enable_grad():
+        fit = refine.fit_rigid(root, bound.canonical, tracks, targets, settings.rigid_iterations,
+                               settings.w_rigid_smooth, settings.rigid_hidden_weight, settings.rigid_cauchy)
+    return root, fit["residual_px"] / max(fit["motion_px"], 1e-9)

@@ -32,10 +32,9 @@ import torch
 
 import gvf_core.pipeline.refine as refine
 from gvf_core.eval.animate import _clip_inputs, _samples
-from gvf_core.models.rigid_motion import RootTransform
 from gvf_core.models.sampler import SamplerConfig
 from gvf_core.pipeline.core import generate_motion, load_models
-from probe_clips import add_clip_options, clip_error, percent_of_unrefined
+from probe_clips import add_clip_options, clip_error, fit_rigid_alone, percent_of_unrefined
 
 WEIGHTS = range(1, 10)  # tenths
 
@@ -75,20 +74,14 @@ def main() -> None:
         motion = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(), seed=seed)
         outcome = refine.refine_motion(models, bound, motion, targets, fast, seed=seed)
         refined = outcome.motion.vertices
-        tracks = refine.track_targets(bound.canonical, targets, fast.track_points, fast.w_track_hidden)
+        root, ratio = fit_rigid_alone(bound, targets, fast)
         T = refined.shape[0]
-        root = RootTransform(T, bound.canonical.means)
-        with torch.enable_grad():
-            fit = refine.fit_rigid(root, bound.canonical, tracks, targets, fast.rigid_iterations,
-                                   fast.w_rigid_smooth, fast.rigid_hidden_weight, fast.rigid_cauchy)
         with torch.no_grad():
             rigid = root.apply(rest[None].expand(T, -1, -1), torch.arange(T))
-        travel = float((refined - rest).norm(dim=-1).mean())
         row = {"seed": seed, "family": meta["family"], "static": error(rest.expand_as(truth)),
                "unrefined": error(motion.vertices), "fast": error(refined), "rigid": error(rigid),
-               "ratio": fit["residual_px"] / max(fit["motion_px"], 1e-9),
-               "rigid_used": bool(outcome.report["rigid"]["used"]),
-               "disagreement": float((rigid - refined).norm(dim=-1).mean()) / max(travel, 1e-12),
+               "ratio": ratio, "rigid_used": bool(outcome.report["rigid"]["used"]),
+               "disagreement": refine.rigid_disagreement(refined - rest, rigid - rest),
                **{f"blend{w}": error(refined + w / 10 * (rigid - refined)) for w in WEIGHTS}}
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -35,21 +35,11 @@ import torch
 
 import gvf_core.pipeline.refine as refine
 from gvf_core.eval.animate import _clip_inputs, _samples
-from gvf_core.models.rigid_motion import RootTransform
 from gvf_core.models.sampler import SamplerConfig
 from gvf_core.pipeline.core import generate_motion, load_models
-from probe_clips import add_clip_options, clip_error, percent_of_unrefined
+from probe_clips import add_clip_options, clip_error, fit_rigid_alone, percent_of_unrefined
 
 OWN_DEPTH = 1e9  # rigid_depth_residual that every fit passes: the transform's own depth kept
-
-
-def rigid_ratio(bound, targets: refine.RefineTargets, settings: refine.RefineSettings) -> float:
-    """Residual / tracked motion of the refinement's rigid fit with ``settings``."""
-    tracks = refine.track_targets(bound.canonical, targets, settings.track_points, settings.w_track_hidden)
-    root = RootTransform(targets.rgb.shape[0], bound.canonical.means)
-    fit = refine.fit_rigid(root, bound.canonical, tracks, targets, settings.rigid_iterations,
-                           settings.w_rigid_smooth, settings.rigid_hidden_weight, settings.rigid_cauchy)
-    return fit["residual_px"] / fit["motion_px"]
 
 
 def rule(row: dict, used_below: float, own_depth_below: float) -> float:
@@ -91,7 +81,7 @@ def main() -> None:
         seed = int(meta["seed"])
         bound, rest, rest_points, video, w2c = _clip_inputs(arrays, meta, models)
         targets = refine.refine_targets(arrays["video"], arrays["camera_K"], w2c, fast.resolution)
-        ratio = rigid_ratio(bound, targets, fast)
+        _, ratio = fit_rigid_alone(bound, targets, fast)
         if ratio >= args.max_ratio:
             print(json.dumps({"seed": seed, "on_new_ratio": ratio, "screened_out": True}), flush=True)
             continue

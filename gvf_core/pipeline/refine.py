@@ -586,7 +586,7 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
             blend_root = candidate
             for p in blend_root.parameters():
                 p.requires_grad_(False)
-        rigid["blend"] = settings.rigid_blend if blend_root is not None else 0.0
+        rigid["blend"] = 0.0  # the weight, where transform() below mixes the transform in
     point_report = None
     sample_depth = False  # restore_depth to the sample's distances (rigid_depth_residual)
     if settings.point_fit:
@@ -672,8 +672,7 @@ def refine_motion(models: Models, bound: BoundGaussians, motion: Motion, targets
             rigid["disagreement"] = rigid_disagreement(d, rigid_deltas)
             if rigid["disagreement"] < settings.rigid_blend_disagreement:
                 d = blend_motions(d, rigid_deltas, canonical.rotations.to(d), settings.rigid_blend)
-            else:
-                rigid["blend"] = 0.0
+                rigid["blend"] = settings.rigid_blend
         return smooth_over_frames(d, settings.smoothing)
 
     deltas, _, vertices = decode_motion(models, bound, latent, anchors, offsets=offsets, solver=solver,
