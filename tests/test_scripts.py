@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"
 SCRIPTS = sorted(SCRIPTS_DIR.glob("*.sh"))
@@ -66,7 +67,6 @@ def test_rigid_blend_probe_rule(monkeypatch):
 
 
 def test_centroid_depth_probe_moves_along_the_centroid_ray(monkeypatch):
-    import torch
     probe = _probe("centroid_depth_probe", monkeypatch)
     generator = torch.Generator().manual_seed(0)
     vertices = torch.randn(3, 50, 3, generator=generator) * 0.3
