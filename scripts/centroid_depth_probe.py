@@ -30,7 +30,8 @@ import gvf_core.pipeline.refine as refine
 from gvf_core.eval.animate import _clip_inputs, _samples
 from gvf_core.models.sampler import SamplerConfig
 from gvf_core.pipeline.core import generate_motion, load_models
-from probe_clips import add_clip_options, clip_error, fit_rigid_alone, percent_of_unrefined
+from probe_clips import (add_clip_options, clip_error, diagonal, fit_rigid_alone, percent_of_unrefined,
+                         rigid_vertices)
 
 MOTIONS = ("truth", "unrefined", "refined", "rigid")
 
@@ -39,6 +40,13 @@ def centroid_depth(vertices: torch.Tensor, world_to_camera: torch.Tensor) -> tor
     """The camera depth [T] of the centroid of ``vertices`` [T, V, 3] in each frame."""
     camera = vertices @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
     return camera.mean(1)[:, 2]
+
+
+def depth_travel(vertices: torch.Tensor, world_to_camera: torch.Tensor) -> float:
+    """The mean over frames of how far the centroid of ``vertices`` [T, V, 3] has moved in camera
+    depth since frame 0."""
+    z = centroid_depth(vertices, world_to_camera)
+    return float((z - z[0]).abs().mean())
 
 
 def at_centroid_depth(vertices: torch.Tensor, depth: torch.Tensor, world_to_camera: torch.Tensor) -> torch.Tensor:
@@ -71,20 +79,13 @@ def main() -> None:
         seed = int(meta["seed"])
         bound, rest, rest_points, video, w2c = _clip_inputs(arrays, meta, models)
         truth, error = clip_error(arrays, rest)
-        diag = float((rest.max(0).values - rest.min(0).values).norm())
         targets = refine.refine_targets(arrays["video"], arrays["camera_K"], w2c, fast.resolution)
         motion = generate_motion(models, bound, rest_points, video, w2c, SamplerConfig(), seed=seed)
         refined = refine.refine_motion(models, bound, motion, targets, fast, seed=seed).motion.vertices
-        root, _ = fit_rigid_alone(bound, targets, fast)
-        T = truth.shape[0]
-        with torch.no_grad():
-            rigid = root.apply(rest[None].expand(T, -1, -1), torch.arange(T))
+        rigid = rigid_vertices(fit_rigid_alone(bound, targets, fast)[0], rest)
         depth = centroid_depth(truth, w2c)
-        motions = dict(zip(MOTIONS, (truth, motion.vertices, refined, rigid)))
-        travel = {}
-        for name, vertices in motions.items():
-            z = centroid_depth(vertices, w2c)
-            travel[name] = float((z - z[0]).abs().mean() / diag)
+        travel = {name: depth_travel(vertices, w2c) / diagonal(rest)
+                  for name, vertices in zip(MOTIONS, (truth, motion.vertices, refined, rigid))}
         row = {"seed": seed, "family": meta["family"], "static": error(rest.expand_as(truth)),
                "unrefined": error(motion.vertices), "refined": error(refined),
                "unrefined_true_depth": error(at_centroid_depth(motion.vertices, depth, w2c)),

@@ -1,5 +1,6 @@
 """What the refinement probes in scripts/ share: the options that pick their clips, the vertex
-error they report, their figures as percentages of the unrefined error, and the rigid fit on its own. Not a script of its
+error they report, their figures as percentages of the unrefined error, and the rigid fit on its own
+with the rest shape it moves. Not a script of its
 own; the probes import it from their folder."""
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ def add_clip_options(parser: argparse.ArgumentParser, split: str = "train",
     parser.add_argument("--limit", type=int, default=limit)
 
 
+def diagonal(rest: torch.Tensor) -> float:
+    """The bounding-box diagonal of the rest vertices [V, 3], the unit of the probes' figures."""
+    return float((rest.max(0).values - rest.min(0).values).norm())
+
+
 def clip_error(arrays: dict, rest: torch.Tensor) -> tuple[torch.Tensor, Callable[..., float]]:
     """(the clip's true vertices [T, V, 3], ``error``): ``error(vertices)`` is the mean distance of
     ``vertices`` [T, V, 3] to the truth over the rest shape's bounding-box diagonal, the figure of
     ``gvf eval animate``; ``error(vertices, shown)`` the same over the entries of a [T, V] mask."""
     truth = torch.as_tensor(arrays["vertices"]).float()
-    diag = float((rest.max(0).values - rest.min(0).values).norm())
+    diag = diagonal(rest)
 
     def error(vertices: torch.Tensor, shown: torch.Tensor | None = None) -> float:
         distance = (vertices - truth).norm(dim=-1)
@@ -59,3 +65,10 @@ def fit_rigid_alone(bound, targets: refine.RefineTargets,
         fit = refine.fit_rigid(root, bound.canonical, tracks, targets, settings.rigid_iterations,
                                settings.w_rigid_smooth, settings.rigid_hidden_weight, settings.rigid_cauchy)
     return root, fit["residual_px"] / max(fit["motion_px"], 1e-9)
+
+
+def rigid_vertices(root: RootTransform, rest: torch.Tensor) -> torch.Tensor:
+    """The rest vertices [V, 3] moved by ``root`` alone in each of its frames: [T, V, 3]."""
+    T = root.rotation.shape[0]
+    with torch.no_grad():
+        return root.apply(rest[None].expand(T, -1, -1), torch.arange(T))

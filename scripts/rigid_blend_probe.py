@@ -34,7 +34,7 @@ import gvf_core.pipeline.refine as refine
 from gvf_core.eval.animate import _clip_inputs, _samples
 from gvf_core.models.sampler import SamplerConfig
 from gvf_core.pipeline.core import generate_motion, load_models
-from probe_clips import add_clip_options, clip_error, fit_rigid_alone, percent_of_unrefined
+from probe_clips import add_clip_options, clip_error, fit_rigid_alone, percent_of_unrefined, rigid_vertices
 
 WEIGHTS = range(1, 10)  # tenths
 
@@ -75,9 +75,7 @@ def main() -> None:
         outcome = refine.refine_motion(models, bound, motion, targets, fast, seed=seed)
         refined = outcome.motion.vertices
         root, ratio = fit_rigid_alone(bound, targets, fast)
-        T = refined.shape[0]
-        with torch.no_grad():
-            rigid = root.apply(rest[None].expand(T, -1, -1), torch.arange(T))
+        rigid = rigid_vertices(root, rest)
         row = {"seed": seed, "family": meta["family"], "static": error(rest.expand_as(truth)),
                "unrefined": error(motion.vertices), "fast": error(refined), "rigid": error(rigid),
                "ratio": ratio, "rigid_used": bool(outcome.report["rigid"]["used"]),

@@ -85,6 +85,7 @@ def test_centroid_depth_probe_moves_along_the_centroid_ray(monkeypatch):
         c = (v @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]).mean(1)
         return c[:, :2] / c[:, 2:]
     assert torch.allclose(pixel(moved), pixel(vertices), atol=1e-5)
+    assert probe.depth_travel(moved, world_to_camera) == pytest.approx((0.5 + 1.1) / 3, abs=1e-5)  # 0, 0.5, 1.1 from 2.5
     row = {"unrefined": 0.04, "static": 0.08, "refined": 0.03, "unrefined_true_depth": 0.02, "refined_true_depth": 0.01,
            "travel": {"truth": 0.02, "unrefined": 0.005, "refined": 0.01, "rigid": 0.04}}
     figures = probe.summary([row])
