@@ -21,6 +21,7 @@ import numpy as np
 
 from .camera import opencv_camera
 from .scene_io import export_mesh, to_local
+from .scene_motion import clip_frames, motion_warnings, video_frame_count
 from .worker import protocol as P
 
 OUTPUT_MODES = ("SHAPE_KEYS", "MESH_CACHE", "POINT_CLOUD")
@@ -82,6 +83,7 @@ class Job:
     job_dir: Path
     kind: str = "animate"
     scene_name: str = ""  # the scene the job was started in: its timeline gets the result, whichever is current then
+    warnings: list[str] = field(default_factory=list)  # what the artist should know before the result lands (scene_motion)
 
 
 def _video_path(path: str) -> str:
@@ -119,7 +121,8 @@ def prepare_animate(context, obj, settings: JobSettings, job_dir=None, camera_ob
     """Export ``obj``'s evaluated mesh and the camera into a job folder; returns the job."""
     settings.check()
     video = _video_path(settings.video_path)
-    camera = opencv_camera(scene_camera(context, camera_obj), context.scene)
+    camera_obj = scene_camera(context, camera_obj)
+    camera = opencv_camera(camera_obj, context.scene)
     job_dir = Path(job_dir) if job_dir else new_job_dir()
     arrays = export_mesh(context.evaluated_depsgraph_get(), obj, job_dir / "mesh.npz")
     (job_dir / "camera.json").write_text(json.dumps(camera, indent=1))
@@ -135,8 +138,10 @@ def prepare_animate(context, obj, settings: JobSettings, job_dir=None, camera_ob
         options=_request_options(settings), gaussians=settings.mode == "POINT_CLOUD", save_state=True,
         views_dir=views,
     )
+    first, last = clip_frames(settings.frame_start, None if settings.frames else video_frame_count(video),
+                              settings.first_frame, settings.frames, context.scene.frame_end)
     return Job(obj.name, request, arrays["matrix_world"], settings.mode, settings.frame_start, job_dir,
-               scene_name=context.scene.name)
+               scene_name=context.scene.name, warnings=motion_warnings(context.scene, camera_obj, obj, first, last))
 
 
 def prepare_extend(context, obj, settings: JobSettings, job_dir=None) -> Job:

@@ -78,6 +78,13 @@ def _fail(op, context, message: str, detail: str = "") -> set:
     return {"CANCELLED"}
 
 
+def _report_warnings(op, todo) -> None:
+    """Show each job's warnings (gvf_addon.scene_motion) before it runs."""
+    for job in todo:
+        for warning in job.warnings:
+            op.report({"WARNING"}, f"GVF: {warning}")
+
+
 def job_running() -> bool:
     """Whether a modal GVF job is running in this Blender session (not saved with the .blend)."""
     return _STATE["operator"] is not None
@@ -102,6 +109,7 @@ class _WorkerJobOperator:
         done = 0
         try:
             todo = self.make_jobs(context)
+            _report_warnings(self, todo)
             worker = get_worker(context)
             for job in todo:
                 s.status = f"{job.source_name}: running"
@@ -128,6 +136,7 @@ class _WorkerJobOperator:
         _CANCEL["asked"] = False
         try:
             self._jobs = list(self.make_jobs(context))
+            _report_warnings(self, self._jobs)
             self._worker = get_worker(context)
             self._done, self._total, self._cancelling = 0, len(self._jobs), False
             self._submit_next(context)  # before any handler exists: a failure here leaves nothing behind

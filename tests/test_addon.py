@@ -302,6 +302,61 @@ def test_headless_operator_and_refine_option_reach_the_worker(sample_scene):
     assert report is None or report["settings"]["refine"] == "fast"
 
 
+def test_a_moving_camera_or_mesh_is_reported_before_the_job_runs(sample_scene, tmp_path):
+    from gvf_addon.operators import _report_warnings
+
+    scene = bpy.context.scene
+    scene.frame_set(1)
+    start = scene.frame_start  # the keys land on frames start .. start + 3 (frames=4)
+    assert jobs.prepare_animate(bpy.context, sample_scene, _settings(), job_dir=tmp_path / "still").warnings == []
+    cam = scene.camera
+    cam.keyframe_insert("location", frame=start)
+    cam.location.x += 0.5
+    cam.keyframe_insert("location", frame=start + 40)  # moves after frame start: inside the clip too
+    scene.frame_set(1)
+    before = _snapshot()
+    job = jobs.prepare_animate(bpy.context, sample_scene, _settings(), job_dir=tmp_path / "camera")
+    assert len(job.warnings) == 1 and repr(cam.name) in job.warnings[0] and f"frame {start + 1}" in job.warnings[0]
+    assert scene.frame_current == 1
+    _assert_same(before, _snapshot())
+    # a camera that moves only after the clip's last frame is not reported
+    cam.animation_data_clear()
+    cam.location.x -= 0.5
+    cam.keyframe_insert("location", frame=start + 10)
+    cam.location.x += 0.5
+    cam.keyframe_insert("location", frame=start + 20)
+    scene.frame_set(1)
+    assert jobs.prepare_animate(bpy.context, sample_scene, _settings(), job_dir=tmp_path / "late").warnings == []
+    # the mesh's own travel, through its parent
+    parent = bpy.data.objects.new("mover", None)
+    scene.collection.objects.link(parent)
+    sample_scene.parent = parent
+    parent.keyframe_insert("location", frame=start + 2)
+    parent.location.y += 1.0
+    parent.keyframe_insert("location", frame=start + 3)
+    scene.frame_set(1)
+    job = jobs.prepare_animate(bpy.context, sample_scene, _settings(), job_dir=tmp_path / "mesh")
+    assert len(job.warnings) == 1 and repr(sample_scene.name) in job.warnings[0] and f"frame {start + 3}" in job.warnings[0]
+
+    class Op:
+        reports = []
+
+        def report(self, kind, message):
+            self.reports.append((set(kind), message))
+
+    op = Op()
+    _report_warnings(op, [job])
+    assert op.reports == [({"WARNING"}, "GVF: " + job.warnings[0])]
+
+
+def test_clip_frames_cover_the_frames_the_keys_land_on():
+    from gvf_addon.scene_motion import clip_frames
+
+    assert clip_frames(1, 36, 0, 4, 250) == (1, 4)  # Frames set
+    assert clip_frames(10, 36, 6, 0, 250) == (10, 39)  # all the video from its frame 6 on
+    assert clip_frames(1, None, 0, 0, 50) == (1, 50)  # unknown length: up to the scene's end
+
+
 def test_bad_video_is_a_clear_error_and_changes_nothing(sample_scene, tmp_path):
     before = _snapshot()
     with pytest.raises(jobs.JobError, match="no such video"):
