@@ -303,8 +303,6 @@ def test_headless_operator_and_refine_option_reach_the_worker(sample_scene):
 
 
 def test_a_moving_camera_or_mesh_is_reported_before_the_job_runs(sample_scene, tmp_path):
-    from gvf_addon.operators import _report_warnings
-
     scene = bpy.context.scene
     scene.frame_set(1)
     start = scene.frame_start  # the keys land on frames start .. start + 3 (frames=4)
@@ -337,16 +335,6 @@ def test_a_moving_camera_or_mesh_is_reported_before_the_job_runs(sample_scene, t
     scene.frame_set(1)
     job = jobs.prepare_animate(bpy.context, sample_scene, _settings(), job_dir=tmp_path / "mesh")
     assert len(job.warnings) == 1 and repr(sample_scene.name) in job.warnings[0] and f"frame {start + 3}" in job.warnings[0]
-
-    class Op:
-        reports = []
-
-        def report(self, kind, message):
-            self.reports.append((set(kind), message))
-
-    op = Op()
-    _report_warnings(op, [job])
-    assert op.reports == [({"WARNING"}, "GVF: " + job.warnings[0])]
 
 
 def test_clip_frames_cover_the_frames_the_keys_land_on():

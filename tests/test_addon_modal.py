@@ -57,11 +57,12 @@ class FakeWM:
 
 
 class Op(operators._WorkerJobOperator):
-    def __init__(self, n_jobs=2):
-        self.n_jobs, self.reports = n_jobs, []
+    def __init__(self, n_jobs=2, warnings=()):
+        self.n_jobs, self.reports, self.warnings = n_jobs, [], list(warnings)
 
     def make_jobs(self, context):
-        return [SimpleNamespace(source_name=f"obj{i}", request=f"req{i}") for i in range(self.n_jobs)]
+        return [SimpleNamespace(source_name=f"obj{i}", request=f"req{i}", warnings=self.warnings)
+                for i in range(self.n_jobs)]
 
     def report(self, kind, message):
         self.reports.append((next(iter(kind)), message))
@@ -109,6 +110,15 @@ def test_two_jobs_run_one_after_the_other(setup):
     s.worker.queue = [_result("job2")]
     assert op.modal(s.context, TIMER) == {"FINISHED"}
     assert s.applied == ["obj0", "obj1"]
+    _cleaned_up(s)
+
+
+def test_scene_warnings_are_reported_when_the_jobs_start(setup):
+    s, op = setup, Op(n_jobs=1, warnings=["camera 'Cam' moves"])
+    assert op.invoke(s.context, None) == {"RUNNING_MODAL"}
+    assert op.reports == [("WARNING", "GVF: camera 'Cam' moves")] and s.worker.submitted == ["req0"]
+    s.worker.queue = [_result("job1")]
+    assert op.modal(s.context, TIMER) == {"FINISHED"}
     _cleaned_up(s)
 
 
