@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_SAMPLED_FRAMES = 64
-"""Frames of the clip the check evaluates at most (evenly spaced, first and last included)."""
+MAX_SAMPLED_FRAMES = 9
+"""Frames of the clip the check evaluates at most (evenly spaced, first and last included): each is
+a ``frame_set``, which in a scene with simulations or heavy rigs can take a while."""
 TOLERANCE = 1e-5
 """Largest change of a world-matrix entry (or of a camera's lens, in mm) that counts as still,
 relative to the matrix's own size."""
