@@ -11,7 +11,7 @@ MODES = [("SHAPE_KEYS", "Shape Keys", "One shape key per frame on a copy of the 
 REFINE = [("auto", "Auto", "Fast, on a GPU and on the CPU (measured choice, see docs/models.md)"),
           ("off", "Off", "The diffusion model's motion as sampled"),
           ("fast", "Fast", "The asset's surface points fitted to where the video's optical flow takes them, their "
-                           "neighbour distances kept (about 12 s per 24 frames on the CPU)"),
+                           "neighbour distances kept (about 7 s per 24 frames on the CPU)"),
           ("best", "Best", "The motion fitted to tracked points, then to the rendered frames at a higher resolution "
                            "with a small per-Gaussian correction (minutes on the CPU; less accurate in 3-D than Fast)")]
 BATCH_SOURCES = [("SELECTED", "Selected objects", "Animate every selected mesh with the same video"),

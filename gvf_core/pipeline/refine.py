@@ -182,15 +182,15 @@ REFINE_PRESETS: dict[str, RefineSettings] = {
     "fast": RefineSettings(iterations=0, frames_per_step=8, resolution=128, point_fit=True, track_iterations=0,
                            frame_visibility=True, point_fit_cauchy=1.0, rigid_hidden_weight=0.0, rigid_cauchy=1.0,
                            rigid_depth_residual=0.115, rigid_blend=0.5, rigid_blend_residual=0.4,
-                           rigid_blend_disagreement=2.0),
+                           rigid_blend_disagreement=2.0, point_fit_iterations=150),
     "best": RefineSettings(iterations=100, frames_per_step=8, resolution=128, lr=0.1, residual=True),
 }
 
 
 def default_refine_mode(device: str) -> str:
-    """What ``auto`` means on ``device``: ``fast`` on every device. On the CPU it costs ~11 s per
-    24 frames on one thread, against ~6 s for generation; from the default 8-draw sample it takes
-    the vertex error to 86.4 % of unrefined and renders the input view 2.4 dB closer to the video
+    """What ``auto`` means on ``device``: ``fast`` on every device. On the CPU it costs ~6.5 s per
+    24 frames on one thread, against ~5 s for generation; from the default 8-draw sample it takes
+    the vertex error to 86.3 % of unrefined and renders the input view 2.2 dB closer to the video
     with less jitter (validation set, docs/models.md); on a GPU it is not yet measured but only
     cheaper."""
     del device  # one answer today; kept so the choice stays per device
