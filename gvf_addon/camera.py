@@ -94,26 +94,41 @@ def apply_opencv_camera(cam_data, camera: dict) -> None:
     cam_data.shift_y = (camera["cy"] - H / 2.0) / W
 
 
+def movie_property(path, read):
+    """``read(clip)`` of the video file ``path`` loaded by Blender as a movie clip, which is removed
+    again (nothing is left in ``bpy.data``); None if Blender cannot read it."""
+    import bpy
+
+    try:
+        clip = bpy.data.movieclips.load(str(path), check_existing=False)
+    except RuntimeError:
+        return None
+    try:
+        return read(clip)
+    finally:
+        bpy.data.movieclips.remove(clip)
+
+
 def video_size(path: str) -> tuple[int, int] | None:
     """(width, height) of a video file or PNG folder, read by Blender itself; None if unreadable."""
     import bpy
     from pathlib import Path
 
     p = Path(bpy.path.abspath(path))
-    try:
-        if p.is_dir():
-            first = next(iter(sorted(p.glob("*.png"))), None)
-            if first is None:
-                return None
+    if p.is_dir():
+        first = next(iter(sorted(p.glob("*.png"))), None)
+        if first is None:
+            return None
+        try:
             image = bpy.data.images.load(str(first), check_existing=False)
-            size = tuple(image.size)
-            bpy.data.images.remove(image)
-        else:
-            clip = bpy.data.movieclips.load(str(p), check_existing=False)
-            size = tuple(clip.size)
-            bpy.data.movieclips.remove(clip)
-    except RuntimeError:
-        return None
+        except RuntimeError:
+            return None
+        size = tuple(image.size)
+        bpy.data.images.remove(image)
+    else:
+        size = movie_property(p, lambda clip: tuple(clip.size))
+        if size is None:
+            return None
     return (int(size[0]), int(size[1])) if size[0] and size[1] else None
 
 
@@ -139,5 +154,5 @@ def add_front_camera(context, world_vertices: np.ndarray, name: str = "GVF Front
     return obj
 
 
-__all__ = ["add_front_camera", "video_size", "CameraError", "apply_opencv_camera", "matrix_world_from_world_to_camera", "opencv_camera", "render_size",
+__all__ = ["add_front_camera", "movie_property", "video_size", "CameraError", "apply_opencv_camera", "matrix_world_from_world_to_camera", "opencv_camera", "render_size",
            "world_to_camera_from_matrix_world"]

@@ -30,16 +30,12 @@ def video_frame_count(path: str) -> int | None:
     """Frames of a video file or PNG folder, as Blender reads it; None when it cannot tell."""
     import bpy
 
+    from .camera import movie_property
+
     p = Path(bpy.path.abspath(path))
     if p.is_dir():
         return len(list(p.glob("*.png"))) or None
-    try:
-        clip = bpy.data.movieclips.load(str(p), check_existing=False)
-    except RuntimeError:
-        return None
-    count = int(clip.frame_duration)
-    bpy.data.movieclips.remove(clip)
-    return count or None
+    return movie_property(p, lambda clip: int(clip.frame_duration)) or None
 
 
 def clip_frames(first_scene_frame: int, video_frames: int | None, first_video_frame: int, frames: int,

@@ -337,9 +337,14 @@ def test_a_moving_camera_or_mesh_is_reported_before_the_job_runs(sample_scene, t
     assert len(job.warnings) == 1 and repr(sample_scene.name) in job.warnings[0] and f"frame {start + 3}" in job.warnings[0]
 
 
-def test_clip_frames_cover_the_frames_the_keys_land_on():
-    from gvf_addon.scene_motion import clip_frames
+def test_clip_frames_cover_the_frames_the_keys_land_on(tmp_path):
+    from gvf_addon.scene_motion import clip_frames, video_frame_count
 
+    clips = len(bpy.data.movieclips)
+    assert video_frame_count(str(SAMPLE / "walk.mp4")) == 36 and len(bpy.data.movieclips) == clips
+    for k in range(3):
+        (tmp_path / f"{k:03d}.png").write_bytes(b"")
+    assert video_frame_count(str(tmp_path)) == 3 and video_frame_count(str(tmp_path / "missing.mp4")) is None
     assert clip_frames(1, 36, 0, 4, 250) == (1, 4)  # Frames set
     assert clip_frames(10, 36, 6, 0, 250) == (10, 39)  # all the video from its frame 6 on
     assert clip_frames(1, None, 0, 0, 50) == (1, 50)  # unknown length: up to the scene's end
