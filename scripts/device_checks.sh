@@ -15,7 +15,7 @@
 # and when gsplat works:
 #   4. the same tests with gsplat             gsplat/torch parity, refinement with each backend
 #   5. gvf bench render                       torch vs gsplat renderer speed
-#   6. gvf eval animate --refine best         rendered refinement (gsplat backend) on CLIPS_BEST clips
+#   6. scripts/refine_preset_probe.py         rendered refinement (the image phase, gsplat) on CLIPS_BEST clips
 # Files in $OUT (8 at most come back from the device tool): summary.txt (environment, one line per
 # step: exit status and seconds), log.txt (stderr of every step, gsplat's build), the step outputs.
 #
@@ -140,8 +140,9 @@ if [[ -n $BUILD ]]; then
     step tests_gsplat 150 "$OUT/tests_gsplat.txt" "$PY" -m pytest -q -p no:cacheprovider -rs \
       tests/test_render.py tests/test_motion_refine.py -k "cuda or gsplat"
     step bench_render 90 "$OUT/bench_render.json" "$PY" -m gvf_core.cli bench render --json
-    step eval_best 240 "$OUT/eval_best.json" "$PY" -m gvf_core.cli eval animate --data "$DATA" --device "$DEVICE" \
-      --refine best --limit "$CLIPS_BEST" --no-images --per-clip --json
+    # no preset renders frames since 2026-12-07: fast's point fit followed by 40 image iterations
+    step eval_images 240 "$OUT/eval_images.json" "$PY" scripts/refine_preset_probe.py images \
+      '{"iterations": 40, "backend": "gsplat"}' --data "$DATA" --split val --limit "$CLIPS_BEST" --device "$DEVICE"
   else
     note "gsplat did not build or run here: see log.txt"
   fi

@@ -91,3 +91,22 @@ def test_centroid_depth_probe_moves_along_the_centroid_ray(monkeypatch):
     figures = probe.summary([row])
     assert figures["refined"] == 75.0 and figures["refined_true_depth"] == 25.0
     assert figures["travel_over_truth"] == {"truth": 1.0, "unrefined": 0.25, "refined": 0.5, "rigid": 2.0}
+
+
+def test_refine_preset_probe_lbfgs_rigid_fit_recovers_a_shift(monkeypatch):
+    """The probe's L-BFGS drop-in for the rigid fit (``--rigid-opt lbfgs``) fits a known move."""
+    from gvf_core.models.rigid_motion import RootTransform
+    from gvf_core.models.video_inputs import project
+
+    probe = _probe("refine_preset_probe", monkeypatch)
+    T, size = 5, 64
+    points = torch.rand(200, 3, generator=torch.Generator().manual_seed(0)) - 0.5
+    K = torch.tensor([[64.0, 0, 32], [0, 64.0, 32], [0, 0, 1]])
+    w2c = torch.eye(4)
+    w2c[2, 3] = 3.0
+    shifts = torch.stack([torch.tensor([0.04 * t, -0.02 * t, 0.0]) for t in range(T)])
+    positions = torch.stack([project(points + s, K, w2c, size) for s in shifts])
+    root = RootTransform(T, points)
+    fit = probe.fit_rigid_lbfgs(100)(root, points, positions, torch.ones(T, len(points)), K, w2c, size, size,
+                                     0, 0.0, 0.0)
+    assert fit["residual_px"] < 0.02 * fit["motion_px"], fit

@@ -127,6 +127,17 @@ def fit_rigid_motion(root: RootTransform, points: Tensor, positions: Tensor, wei
             for p in root.parameters():
                 p.grad[0] = 0  # frame 0 is the rest state
             optimizer.step()
+    return rigid_fit_report(root, points, positions, weights, K, world_to_camera, size, pixels)
+
+
+def rigid_fit_report(root: RootTransform, points: Tensor, positions: Tensor, weights: Tensor, K: Tensor,
+                     world_to_camera: Tensor, size: int, pixels: float) -> dict:
+    """The weighted mean track error ``root`` leaves (``residual_px``) beside the tracked motion
+    itself (``motion_px``), in pixels of a crop ``pixels`` wide (arguments as :func:`fit_rigid_motion`)."""
+    T = positions.shape[0]
+    frames = torch.arange(1, T, device=positions.device)
+    rest = points.detach()[None].expand(T - 1, -1, -1)
+    w = weights[1:]
     with torch.no_grad():
         total = w.sum().clamp(min=1e-9)
         error = track_pixel_error(root.apply(rest, frames), positions[1:], K, world_to_camera, size, pixels)
@@ -141,4 +152,4 @@ def explains(fit: dict, threshold: float = RIGID_RESIDUAL) -> bool:
 
 
 __all__ = ["RIGID_ITERATIONS", "RIGID_RESIDUAL", "RIGID_SMOOTHNESS", "RootTransform", "explains", "fit_rigid_motion",
-           "track_pixel_error", "weighted_track_loss"]
+           "rigid_fit_report", "track_pixel_error", "weighted_track_loss"]
