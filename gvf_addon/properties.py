@@ -12,8 +12,8 @@ REFINE = [("auto", "Auto", "Fast, on a GPU and on the CPU (measured choice, see 
           ("off", "Off", "The diffusion model's motion as sampled"),
           ("fast", "Fast", "The asset's surface points fitted to where the video's optical flow takes them, their "
                            "neighbour distances kept (about 7 s per 24 frames on the CPU)"),
-          ("best", "Best", "The motion fitted to tracked points, then to the rendered frames at a higher resolution "
-                           "with a small per-Gaussian correction (minutes on the CPU; less accurate in 3-D than Fast)")]
+          ("best", "Best", "As Fast, with a longer, more outlier-tolerant fit of the asset's overall rigid motion "
+                           "(about 8 s per 24 frames on the CPU; as accurate as Fast within the measurement, see docs/models.md)")]
 BATCH_SOURCES = [("SELECTED", "Selected objects", "Animate every selected mesh with the same video"),
                  ("FOLDER", "Folder of assets", "Run the headless batch command on every mesh file of a folder")]
 
