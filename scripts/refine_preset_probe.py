@@ -26,7 +26,7 @@ import torch
 
 import gvf_core.eval.animate as evaluation
 import gvf_core.pipeline.refine as refine
-from gvf_core.models.rigid_motion import rigid_fit_report, track_pixel_error, weighted_track_loss
+from gvf_core.models.rigid_motion import rigid_fit_closure, rigid_fit_report
 
 
 def fit_rigid_lbfgs(iterations: int):
@@ -36,24 +36,11 @@ def fit_rigid_lbfgs(iterations: int):
     def fit(root, points, positions, weights, K, world_to_camera, size, pixels=None, _adam_iterations=0,
             smoothness=0.0, cauchy=0.0):
         pixels = float(size if pixels is None else pixels)
-        T = positions.shape[0]
-        frames = torch.arange(1, T, device=positions.device)
-        rest = points.detach()[None].expand(T - 1, -1, -1)
-        w = weights[1:]
         optimizer = torch.optim.LBFGS(root.parameters(), lr=1.0, max_iter=iterations, history_size=20,
                                       line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
-
-        def closure():
-            optimizer.zero_grad(set_to_none=True)
-            error = track_pixel_error(root.apply(rest, frames), positions[1:], K, world_to_camera, size, pixels)
-            loss = weighted_track_loss(error, w, cauchy) + smoothness * root.jerk()
-            loss.backward()
-            for p in root.parameters():
-                p.grad[0] = 0
-            return loss
-
         with torch.enable_grad():
-            optimizer.step(closure)
+            optimizer.step(rigid_fit_closure(root, points, positions, weights, K, world_to_camera, size, pixels,
+                                             smoothness, cauchy))
         return rigid_fit_report(root, points, positions, weights, K, world_to_camera, size, pixels)
 
     return fit

@@ -113,21 +113,36 @@ def fit_rigid_motion(root: RootTransform, points: Tensor, positions: Tensor, wei
     (``motion_px``), in pixels of a crop ``pixels`` wide (default ``size``).
     """
     pixels = float(size if pixels is None else pixels)
+    gradient = rigid_fit_closure(root, points, positions, weights, K, world_to_camera, size, pixels, smoothness, cauchy)
+    optimizer = torch.optim.Adam(root.parameters(), lr=0.02)
+    with torch.enable_grad():
+        for _ in range(iterations):
+            gradient()
+            optimizer.step()
+    return rigid_fit_report(root, points, positions, weights, K, world_to_camera, size, pixels)
+
+
+def rigid_fit_closure(root: RootTransform, points: Tensor, positions: Tensor, weights: Tensor, K: Tensor,
+                      world_to_camera: Tensor, size: int, pixels: float, smoothness: float, cauchy: float):
+    """The loss :func:`fit_rigid_motion` minimises (arguments as there), as an optimiser closure:
+    each call clears ``root``'s gradients, evaluates the loss at its current parameters,
+    back-propagates it (frame 0, the rest state, gets no gradient) and returns it."""
     T = positions.shape[0]
     frames = torch.arange(1, T, device=positions.device)
     rest = points.detach()[None].expand(T - 1, -1, -1)
     w = weights[1:]
-    optimizer = torch.optim.Adam(root.parameters(), lr=0.02)
-    with torch.enable_grad():
-        for _ in range(iterations):
-            error = track_pixel_error(root.apply(rest, frames), positions[1:], K, world_to_camera, size, pixels)
-            loss = weighted_track_loss(error, w, cauchy) + smoothness * root.jerk()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for p in root.parameters():
-                p.grad[0] = 0  # frame 0 is the rest state
-            optimizer.step()
-    return rigid_fit_report(root, points, positions, weights, K, world_to_camera, size, pixels)
+
+    def closure() -> Tensor:
+        for p in root.parameters():
+            p.grad = None
+        error = track_pixel_error(root.apply(rest, frames), positions[1:], K, world_to_camera, size, pixels)
+        loss = weighted_track_loss(error, w, cauchy) + smoothness * root.jerk()
+        loss.backward()
+        for p in root.parameters():
+            p.grad[0] = 0  # frame 0 is the rest state
+        return loss
+
+    return closure
 
 
 def rigid_fit_report(root: RootTransform, points: Tensor, positions: Tensor, weights: Tensor, K: Tensor,
@@ -152,4 +167,4 @@ def explains(fit: dict, threshold: float = RIGID_RESIDUAL) -> bool:
 
 
 __all__ = ["RIGID_ITERATIONS", "RIGID_RESIDUAL", "RIGID_SMOOTHNESS", "RootTransform", "explains", "fit_rigid_motion",
-           "rigid_fit_report", "track_pixel_error", "weighted_track_loss"]
+           "rigid_fit_closure", "rigid_fit_report", "track_pixel_error", "weighted_track_loss"]
