@@ -12,8 +12,10 @@ REFINE = [("auto", "Auto", "Fast, on a GPU and on the CPU (measured choice, see 
           ("off", "Off", "The diffusion model's motion as sampled"),
           ("fast", "Fast", "The asset's surface points fitted to where the video's optical flow takes them, their "
                            "neighbour distances kept (about 7 s per 24 frames on the CPU)"),
-          ("best", "Best", "As Fast, with a longer, more outlier-tolerant fit of the asset's overall rigid motion "
-                           "(about 8 s per 24 frames on the CPU; as accurate as Fast within the measurement, see docs/models.md)")]
+          ("best", "Best", "As Fast, with a longer, more outlier-tolerant fit of the asset's overall rigid motion and "
+                           "a longer point fit that keeps each small patch of the surface rigidly turned (about 20 s "
+                           "per 24 frames on the CPU; a little more accurate than Fast on validation, level on test, "
+                           "see docs/models.md)")]
 BATCH_SOURCES = [("SELECTED", "Selected objects", "Animate every selected mesh with the same video"),
                  ("FOLDER", "Folder of assets", "Run the headless batch command on every mesh file of a folder")]
 

@@ -157,9 +157,11 @@ def test_modes_and_device_defaults():
     assert refine_settings("auto", "cpu") == refine_settings("auto", "cuda") == REFINE_PRESETS["fast"]
     fast, best = REFINE_PRESETS["fast"], REFINE_PRESETS["best"]
     assert fast.iterations == 0 and fast.point_fit and fast.track_iterations == 0  # fast: the point fit alone
-    # best: the same point fit with a longer rigid fit and a tighter Cauchy scale; no preset renders frames
+    # best: the point fit with the ARAP term, twice as long, after a longer rigid fit with a tighter
+    # Cauchy scale; no preset renders frames
     assert best.iterations == 0 and best.point_fit and best.track_iterations == 0
     assert best.rigid_iterations > fast.rigid_iterations and 0 < best.rigid_cauchy < fast.rigid_cauchy
+    assert best.w_point_arap > 0 == fast.w_point_arap and best.point_fit_iterations > fast.point_fit_iterations
     with pytest.raises(ValueError, match="unknown refinement mode"):
         refine_settings("slow")
 

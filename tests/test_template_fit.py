@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from gvf_core.models.sampler import Cancelled
-from gvf_core.models.template_fit import TemplateFitSettings, fit_template, neighbours
+from gvf_core.models.template_fit import (TemplateFitSettings, fit_template, local_rotations, neighbour_spokes,
+                                          neighbours, rotation_matrices)
 from gvf_core.models.video_inputs import project
 
 SIZE = 64
@@ -93,6 +94,51 @@ def test_a_cauchy_track_loss_lets_tracks_that_follow_the_wrong_surface_go():
         errors[name] = float(_camera_frame(w2c, points + fitted - truth)[..., :2].norm(dim=-1).mean())
     print(f"image-plane error with 15 % slid tracks: smooth L1 {errors['smooth L1']:.4f}, Cauchy {errors['Cauchy']:.4f}")
     assert errors["Cauchy"] < 0.7 * errors["smooth L1"], errors  # measured: 0.0037 → 0.0013
+
+
+def test_rotation_matrices_and_local_rotations():
+    from scipy.spatial.transform import Rotation
+
+    vectors = torch.tensor([[0.0, 0.0, 0.0], [0.3, -0.2, 0.1], [0.0, 2.5, 0.0], [1e-7, 0.0, 0.0]])
+    torch.testing.assert_close(rotation_matrices(vectors),
+                               torch.as_tensor(Rotation.from_rotvec(vectors.numpy()).as_matrix(), dtype=torch.float32),
+                               atol=1e-6, rtol=0)
+    gen = torch.Generator().manual_seed(3)
+    rest = torch.rand(60, 3, generator=gen)
+    edges = neighbours(rest, 6)
+    turn = rotation_matrices(torch.tensor([0.4, -0.7, 0.2]))
+    moved = torch.stack([rest, rest @ turn.T + torch.tensor([0.5, 0.0, -1.0])])  # [2, P, 3]: still, turned and moved
+    found = local_rotations(rest, moved, edges)
+    assert found.shape == (2, 60, 3, 3)
+    torch.testing.assert_close(found[0], torch.eye(3).expand(60, 3, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(found[1], turn.expand(60, 3, 3), atol=1e-5, rtol=0)
+    mirrored = local_rotations(rest, rest * torch.tensor([1.0, 1.0, -1.0]), edges)
+    assert torch.allclose(torch.linalg.det(mirrored), torch.ones(60), atol=1e-5)  # a rotation, never a reflection
+
+
+def _arap_energy(points, moved, edges):
+    """Mean squared distance of each neighbourhood in ``moved`` from its best-turned rest copy."""
+    turned = (local_rotations(points, moved, edges) @ neighbour_spokes(points, edges).transpose(-1, -2))
+    return float((neighbour_spokes(moved, edges) - turned.transpose(-1, -2)).pow(2).sum(-1).mean())
+
+
+def test_the_arap_term_keeps_each_neighbourhood_a_turned_copy_of_its_rest_one():
+    """Distances alone let a neighbourhood shear or fold along the camera's rays while keeping its
+    lengths near; with ``w_arap`` each neighbourhood stays closer to a rigidly turned copy."""
+    K, w2c = _camera()
+    points, truth = _hinged_plate()
+    gen = torch.Generator().manual_seed(4)
+    noisy = project(truth, K, w2c, SIZE) + torch.randn(truth.shape[0], truth.shape[1], 2, generator=gen) / SIZE
+    start = 0.3 * (truth - points)
+    edges = neighbours(points, TemplateFitSettings().neighbours)
+    energy = {}
+    for w_arap in (0.0, 10.0):
+        fitted = fit_template(points, start, noisy, torch.ones(noisy.shape[:2]), K, w2c, SIZE,
+                              settings=TemplateFitSettings(iterations=150, cauchy=1.0, w_arap=w_arap))
+        assert torch.all(fitted[0] == 0)
+        energy[w_arap] = _arap_energy(points, (points + fitted)[1:], edges)
+    print(f"ARAP energy of the fit: without the term {energy[0.0]:.3e}, with it {energy[10.0]:.3e}")
+    assert energy[10.0] < 0.7 * energy[0.0]
 
 
 def test_exact_tracks_are_met():

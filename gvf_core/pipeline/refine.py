@@ -129,6 +129,7 @@ class RefineSettings:
     w_point_edge: float = 100.0  # that fit: neighbour distances of the rest shape kept
     w_point_prior: float = 0.01  # that fit: points held near where they started
     w_point_smooth: float = 0.1  # that fit: squared acceleration over frames
+    w_point_arap: float = 0.0  # that fit: each point's neighbourhood kept as a turned copy of its rest one (ARAP)
     rigid_depth_residual: float = 1.0  # rigid start of the point fit: its depth kept where the rigid fit leaves less
     # than this fraction of the tracked motion; above, its rays at the sample's depth (restore_depth; 0: always)
     frame_visibility: bool = False  # point fit: a track counts only in the frames where the start shows its point
@@ -190,13 +191,17 @@ _FAST = RefineSettings(iterations=0, frames_per_step=8, resolution=128, point_fi
 # chosen on the 24 training clips of fast's point-fit count (fast 85.2 % of unrefined there, best
 # 84.9 %, 9.0 -> 10.9 s per clip), then measured once: validation 86.3 -> 86.0 % of unrefined, test
 # 81.5 -> 83.0 % (mostly one clip): no better than fast within what 64 clips tell (docs/models.md).
+# Then (2026-12-07, last) the point fit with the ARAP term (w_point_arap 10) and 300 iterations: on
+# those 24 clips 84.9 -> 83.7 % (150 iterations 84.2 %, 600 83.7 %); measured once: validation 86.0 ->
+# 84.8 % (better on 39 clips, worse on 16), novel views 28.96 -> 29.21 dB, test 83.0 -> 81.6 % (fast 81.5 %);
+# refinement ~23 s per clip on one CPU thread (docs/models.md).
 # Before, best was the latent track fit plus 100 image iterations with a residual deformation:
 # 109.5 % of unrefined (16 validation clips), ~180 s per clip; fast's point fit followed by 40 image
 # iterations (RGB + SSIM and silhouette, or silhouette alone) gave 89.1 % on those 24 training
 # clips at 66 s per clip, so no preset renders frames (the image phase stays a RefineSettings option).
 REFINE_PRESETS: dict[str, RefineSettings] = {
     "fast": _FAST,
-    "best": replace(_FAST, rigid_iterations=600, rigid_cauchy=0.5),
+    "best": replace(_FAST, rigid_iterations=600, rigid_cauchy=0.5, w_point_arap=10.0, point_fit_iterations=300),
 }
 
 
@@ -756,7 +761,7 @@ def _fit_points(vae, canonical: Gaussians, anchors: Tensor, points: Tensor, trac
         kept = float(weight.sum()) / total if total > 0 else 1.0
     fit = TemplateFitSettings(iterations=settings.point_fit_iterations, w_edge=settings.w_point_edge,
                               w_prior=settings.w_point_prior, w_smooth=settings.w_point_smooth,
-                              cauchy=settings.point_fit_cauchy)
+                              cauchy=settings.point_fit_cauchy, w_arap=settings.w_point_arap)
     displacement = fit_template(points, start, position.to(points.device), weight.to(points.device),
                                 camera.K[0].to(points.device), camera.world_to_camera[0].to(points.device),
                                 targets.render_size or targets.size, targets.size, fit, progress, cancel)
