@@ -12,8 +12,7 @@ to minimise
 - ``w_prior`` × its squared distance to where it started (the diffusion sample, or the rigid
   transform when one explains the tracks), which keeps what the tracks leave open — above
   all the depth — as the start had it;
-- ``w_smooth`` × its squared acceleration over frames.
-
+- ``w_smooth`` × its squared acceleration over frames;
 - ``w_arap`` × the squared difference between its edges to those neighbours and its rest edges
   turned by a rotation of its own (as-rigid-as-possible, "ARAP"; the rotations start as the
   best fit of each neighbourhood in the start and are fitted with the points).

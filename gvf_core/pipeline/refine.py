@@ -11,7 +11,8 @@ optimises the motion latent [T, L, C] through the frozen VAE decoder in up to tw
      where that start shows its point (``frame_visibility``, :func:`start_visibility`: behind
      another part the flow is that part's); the VAE encodes the fitted points
      into the latent the next phase starts from. ``fast`` is this phase alone, and so is ``best``,
-     with a longer, tighter rigid fit (below). Where the rigid
+     with a longer, tighter rigid fit (below) and a point fit twice as long with the ARAP term
+     (``w_point_arap``: each point's neighbourhood kept a turned copy of its rest one). Where the rigid
      transform started the fit but its fit left more than ``rigid_depth_residual`` of the tracked
      motion, the refined Gaussians then go back along their camera rays to the sample's
      distances (:func:`restore_depth`).
